@@ -1,0 +1,1 @@
+"""Launchers and configuration for running the platform: keys, registry, Caddy, supervisord."""

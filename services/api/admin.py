@@ -1,0 +1,149 @@
+"""`servicectl-admin`: operator commands that act on the platform's state directly.
+
+    servicectl-admin add-user USERNAME --project PROJECT   (password: first line of stdin)
+    servicectl-admin list-users
+    servicectl-admin remove-user USERNAME
+
+Connects to NATS (SERVICECTL_NATS_URL) like the services do. Users live in the
+users bucket with an scrypt hash of their password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from services.api import secrets
+from services.api.store import Store
+from shared import bus as busmod
+from shared import kv
+from shared.bus import BusError, Conflict
+from shared.clock import iso_now
+from shared.models import UserRecord
+from shared.rules import RuleViolation, check_password, check_project, check_username
+from shared.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="servicectl-admin", description="Operator commands for a servicectl platform."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    add = sub.add_parser(
+        "add-user",
+        help="create a user, or update an existing user's password; adds the project",
+        description="Create a user (or update the password of an existing one) and give it "
+        "access to PROJECT. The password is read from the first line of standard input.",
+    )
+    add.add_argument("username")
+    add.add_argument("--project", required=True, help="project the user may log in to")
+    sub.add_parser("list-users", help="list users and their projects")
+    rm = sub.add_parser("remove-user", help="delete a user (existing tokens expire on their own)")
+    rm.add_argument("username")
+    return p
+
+
+async def _connect(settings: Settings) -> Store:
+    stop = asyncio.Event()
+    try:
+        bus = await asyncio.wait_for(
+            busmod.connect(settings, name="servicectl-admin", stop=stop), 15
+        )
+    except TimeoutError:
+        stop.set()
+        raise BusError(
+            f"cannot reach NATS at {settings.nats_url}; is the platform running?"
+        ) from None
+    return Store(bus)
+
+
+async def add_user(settings: Settings, username: str, project: str, password: str) -> str:
+    check_username(username)
+    check_project(project)
+    check_password(password)
+    hashed = await asyncio.to_thread(secrets.hash_password, password)
+    store = await _connect(settings)
+    try:
+        while True:
+            found = await store.get_user(username)
+            now = iso_now()
+            if found is None:
+                try:
+                    await store.create_user(
+                        UserRecord(
+                            username=username,
+                            password_hash=hashed,
+                            projects=[project],
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                except Conflict:
+                    continue
+                return f"created user {username} in project {project}"
+            old = found.value
+            projects = old.projects if project in old.projects else [*old.projects, project]
+            try:
+                await store.update_user(
+                    UserRecord(
+                        username=username,
+                        password_hash=hashed,
+                        projects=projects,
+                        created_at=old.created_at,
+                        updated_at=now,
+                    ),
+                    found.revision,
+                )
+            except Conflict:
+                continue
+            return f"updated user {username}: password changed, projects {', '.join(projects)}"
+    finally:
+        await store.bus.close()
+
+
+async def list_users(settings: Settings) -> str:
+    store = await _connect(settings)
+    try:
+        users = await kv.scan(store.bus.kv.users, ">", UserRecord)
+    finally:
+        await store.bus.close()
+    if not users:
+        return "no users"
+    return "\n".join(f"{u.value.username}\t{','.join(u.value.projects)}" for u in users)
+
+
+async def remove_user(settings: Settings, username: str) -> str:
+    store = await _connect(settings)
+    try:
+        if await store.get_user(username) is None:
+            raise RuleViolation(f"no user named {username!r}")
+        await kv.purge(store.bus.kv.users, username)
+    finally:
+        await store.bus.close()
+    return f"removed user {username}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        if args.command == "add-user":
+            line = sys.stdin.readline()
+            if not line:
+                raise RuleViolation("no password given: write it as the first line of stdin")
+            password = line.rstrip("\r\n")
+            out = asyncio.run(add_user(settings, args.username, args.project, password))
+        elif args.command == "list-users":
+            out = asyncio.run(list_users(settings))
+        else:
+            out = asyncio.run(remove_user(settings, args.username))
+    except (RuleViolation, SettingsError, BusError) as err:
+        print(f"servicectl-admin: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(out)
+
+
+if __name__ == "__main__":
+    main()

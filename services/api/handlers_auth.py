@@ -1,0 +1,63 @@
+"""Endpoints under /auth/tokens: log in (issue a session token), inspect and revoke it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.api import auth
+from services.api.bodies import TokenRequest, read_body
+from services.api.errors import Unauthorized
+from services.api.keys import SETTINGS, STORE
+from shared.clock import iso
+from shared.rules import RuleViolation, check_project, check_username
+
+_BAD_LOGIN = "invalid username, password or project"
+
+
+async def create_token(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    body = await read_body(request, TokenRequest, settings.max_body_bytes)
+    try:
+        check_username(body.username)
+        check_project(body.project)
+    except RuleViolation:
+        # Same answer as a wrong password: do not tell which part was wrong.
+        await auth.verify_user(None, body.password)
+        raise Unauthorized(_BAD_LOGIN) from None
+    found = await store.get_user(body.username)
+    user = found.value if found else None
+    if not await auth.verify_user(user, body.password) or user is None:
+        raise Unauthorized(_BAD_LOGIN)
+    if body.project not in user.projects:
+        raise Unauthorized(_BAD_LOGIN)
+    token, expires_at = await auth.issue_token(
+        store, user.username, body.project, settings.token_ttl_s
+    )
+    return web.json_response(
+        {
+            "token": token,
+            "expires_at": iso(expires_at),
+            "username": user.username,
+            "project": body.project,
+        },
+        status=201,
+    )
+
+
+async def show_token(request: web.Request) -> web.Response:
+    principal = await auth.check_token(request.app[STORE], auth.token_from_headers(request))
+    return web.json_response(
+        {
+            "username": principal.username,
+            "project": principal.project,
+            "expires_at": iso(principal.expires_at),
+        }
+    )
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    principal = await auth.check_token(store, auth.token_from_headers(request))
+    await store.delete_token(principal.token_digest)
+    return web.json_response({"revoked": True})

@@ -1,0 +1,257 @@
+"""`/openapi.json`: the API described for people and for schemathesis.
+
+Request bodies come from the same msgspec structs the handlers decode with, so
+the description cannot drift from what is accepted. Built once, served as is.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.api.bodies import (
+    CreateServiceRequest,
+    RollbackRequest,
+    ServiceDefinitionBody,
+    TokenRequest,
+)
+from services.api.keys import SETTINGS
+from shared import rules
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_LINKS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"href": {"type": "string"}, "rel": {"type": "string"}},
+        "required": ["href", "rel"],
+    },
+}
+_SUMMARY = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "links": _LINKS},
+    "required": ["name", "links"],
+}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
+
+
+_NAME_PARAM = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "service name: starts with a-z, then a-z, 0-9 or '-', ends with a letter "
+    "or digit; project and name together (with '-') at most 32 characters",
+    "schema": {"type": "string", "pattern": "^[a-z]([a-z0-9-]*[a-z0-9])?$", "maxLength": 30},
+}
+_AUTH = [{"token": []}, {"bearer": []}]
+_DENIED = _err("missing, malformed, expired or revoked session token")
+_UNKNOWN = _err("no such service in the caller's project")
+
+
+@cache
+def spec(prefix: str) -> dict[str, Any]:
+    (
+        (
+            token_s,
+            create_s,
+            definition_s,
+            rollback_s,
+        ),
+        components,
+    ) = msgspec.json.schema_components(
+        [TokenRequest, CreateServiceRequest, ServiceDefinitionBody, RollbackRequest],
+        ref_template="#/components/schemas/{name}",
+    )
+    components["Error"] = {
+        "type": "object",
+        "properties": {"Error": {"type": "string"}},
+        "required": ["Error"],
+    }
+    definition = components["ServiceDefinitionBody"]
+    props = definition["properties"]
+    props["memory-reservation"].update(
+        {"minimum": rules.MIN_MEMORY_RESERVATION_MB, "description": "MB, soft reservation"}
+    )
+    props["memory-limit"].update(
+        {"minimum": rules.MIN_MEMORY_LIMIT_MB, "description": "MB, hard limit; killed above it"}
+    )
+    props["container-port"].update({"minimum": 1, "maximum": 65535})
+    props["environment"]["maxItems"] = rules.MAX_ENV_VARS
+    view_param = {
+        "name": "view",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["status", "docker", "logs"]},
+    }
+    tail_param = {
+        "name": "tail",
+        "in": "query",
+        "required": False,
+        "description": "logs view: lines per log stream (default 20)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 10000},
+    }
+    streams_param = {
+        "name": "streams",
+        "in": "query",
+        "required": False,
+        "description": "logs view: how many of the most recent log streams (default 1)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    }
+    one = f"{prefix}/services/{{name}}"
+    paths: dict[str, Any] = {
+        f"{prefix}/auth/tokens": {
+            "post": {
+                "summary": "Log in: issue a session token for one project",
+                "requestBody": _body("TokenRequest"),
+                "responses": {
+                    "201": _ok("token issued"),
+                    "400": _err("malformed body"),
+                    "403": _err("wrong credentials or project"),
+                    "413": _err("body too large"),
+                    "415": _err("not JSON"),
+                },
+            }
+        },
+        f"{prefix}/auth/tokens/current": {
+            "get": {
+                "summary": "Who the token belongs to and when it expires",
+                "security": _AUTH,
+                "responses": {"200": _ok("token details"), "403": _DENIED},
+            },
+            "delete": {
+                "summary": "Revoke the token",
+                "security": _AUTH,
+                "responses": {"200": _ok("revoked"), "403": _DENIED},
+            },
+        },
+        f"{prefix}/services": {
+            "get": {
+                "summary": "List the project's services",
+                "security": _AUTH,
+                "responses": {
+                    "200": _ok("services", {"type": "array", "items": _SUMMARY}),
+                    "403": _DENIED,
+                },
+            },
+            "post": {
+                "summary": "Create a service",
+                "security": _AUTH,
+                "requestBody": _body("CreateServiceRequest"),
+                "responses": {
+                    "201": _ok("created", _SUMMARY),
+                    "400": _err("invalid name or health check"),
+                    "403": _DENIED,
+                    "405": _err("a service of that name exists"),
+                    "413": _err("body too large"),
+                    "415": _err("not JSON"),
+                },
+            },
+        },
+        one: {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Status (default), Docker credentials (view=docker) or logs (view=logs)",
+                "security": _AUTH,
+                "parameters": [view_param, tail_param, streams_param],
+                "responses": {
+                    "200": _ok("the requested view"),
+                    "400": _err("unknown view or bad tail/streams"),
+                    "403": _DENIED,
+                    "404": _UNKNOWN,
+                    "503": _err("registry or bus unavailable"),
+                },
+            },
+            "put": {
+                "summary": "Deploy a new revision of the service definition",
+                "security": _AUTH,
+                "requestBody": _body("ServiceDefinitionBody"),
+                "responses": {
+                    "200": _ok("revision stored; deployment follows"),
+                    "400": _err("invalid definition"),
+                    "403": _DENIED,
+                    "404": _UNKNOWN,
+                    "413": _err("body too large"),
+                    "415": _err("not JSON"),
+                },
+            },
+            "delete": {
+                "summary": "Delete the service, its tasks, route, images and credentials",
+                "security": _AUTH,
+                "responses": {
+                    "200": _ok("deleted"),
+                    "202": _ok("deletion in progress (DRAINING)"),
+                    "403": _DENIED,
+                    "404": _UNKNOWN,
+                },
+            },
+        },
+        f"{one}/revisions": {
+            "parameters": [_NAME_PARAM],
+            "get": {
+                "summary": "Every revision of the service definition",
+                "security": _AUTH,
+                "responses": {"200": _ok("revisions"), "403": _DENIED, "404": _UNKNOWN},
+            },
+        },
+        f"{one}/rollback": {
+            "parameters": [_NAME_PARAM],
+            "post": {
+                "summary": "Deploy an earlier revision again (as a new revision)",
+                "security": _AUTH,
+                "requestBody": _body("RollbackRequest"),
+                "responses": {
+                    "200": _ok("revision stored; deployment follows"),
+                    "400": _err("no such earlier revision"),
+                    "403": _DENIED,
+                    "404": _UNKNOWN,
+                },
+            },
+        },
+    }
+    del token_s, create_s, definition_s, rollback_s
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "servicectl",
+            "version": "1",
+            "description": "Deploy and run HTTP services as containers. Errors are "
+            '{"Error": "<message>"}.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(spec(request.app[SETTINGS].api_prefix))
+
+
+def add_path(prefix: str, path: str, item: dict[str, Any]) -> None:
+    """Let other api modules (websocket tails, registry) describe their endpoints."""
+    spec(prefix)["paths"][f"{prefix}{path}"] = item

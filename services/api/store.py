@@ -1,0 +1,151 @@
+"""The api's view of the state on NATS: users, tokens, services, revisions, status, events.
+
+An adapter: it reads and writes KV buckets and streams through `shared.kv` and
+`shared.streams` and returns records. Decisions (validation, what to answer)
+belong to the handlers and `views`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import nats.errors
+
+from shared import kv, names, streams
+from shared.bus import Bus, BusError
+from shared.events import AnyEvent, Event, decode_event, encode_event
+from shared.kv import Versioned
+from shared.models import (
+    GatewayAck,
+    Route,
+    ServiceRecord,
+    ServiceStatus,
+    TaskDefinition,
+    TokenRecord,
+    UserRecord,
+)
+
+
+class Store:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    # ------------------------------------------------------------ users
+    async def get_user(self, username: str) -> Versioned[UserRecord] | None:
+        return await kv.get(self.bus.kv.users, names.user_key(username), UserRecord)
+
+    async def create_user(self, user: UserRecord) -> None:
+        await kv.create(self.bus.kv.users, names.user_key(user.username), user)
+
+    async def update_user(self, user: UserRecord, last: int) -> None:
+        await kv.update(self.bus.kv.users, names.user_key(user.username), user, last)
+
+    # ------------------------------------------------------------ tokens
+    async def put_token(self, digest: str, record: TokenRecord, ttl: float) -> None:
+        await kv.create(self.bus.kv.tokens, names.token_key(digest), record, ttl=ttl)
+
+    async def get_token(self, digest: str) -> TokenRecord | None:
+        found = await kv.get(self.bus.kv.tokens, names.token_key(digest), TokenRecord)
+        return found.value if found else None
+
+    async def delete_token(self, digest: str) -> None:
+        await kv.purge(self.bus.kv.tokens, names.token_key(digest))
+
+    # ------------------------------------------------------------ services
+    async def list_services(self, project: str) -> list[ServiceRecord]:
+        found = await kv.scan(
+            self.bus.kv.services, names.services_of_project(project), ServiceRecord
+        )
+        return sorted((v.value for v in found), key=lambda r: r.name)
+
+    async def all_services(self) -> list[Versioned[ServiceRecord]]:
+        return await kv.scan(self.bus.kv.services, ">", ServiceRecord)
+
+    async def get_service(self, project: str, name: str) -> Versioned[ServiceRecord] | None:
+        return await kv.get(self.bus.kv.services, names.service_key(project, name), ServiceRecord)
+
+    async def create_service(self, record: ServiceRecord) -> int:
+        return await kv.create(
+            self.bus.kv.services, names.service_key(record.project, record.name), record
+        )
+
+    async def update_service(self, record: ServiceRecord, last: int) -> int:
+        return await kv.update(
+            self.bus.kv.services, names.service_key(record.project, record.name), record, last
+        )
+
+    async def delete_service(self, project: str, name: str, last: int) -> None:
+        await kv.delete(self.bus.kv.services, names.service_key(project, name), last=last)
+        await kv.purge(self.bus.kv.services, names.service_key(project, name))
+
+    # ------------------------------------------------------------ revisions
+    async def put_revision(self, td: TaskDefinition) -> None:
+        await kv.put(
+            self.bus.kv.revisions,
+            names.revision_key(td.project, td.service, td.revision),
+            td,
+        )
+
+    async def get_revision(self, project: str, name: str, revision: int) -> TaskDefinition | None:
+        found = await kv.get(
+            self.bus.kv.revisions, names.revision_key(project, name, revision), TaskDefinition
+        )
+        return found.value if found else None
+
+    async def list_revisions(self, project: str, name: str, uid: str) -> list[TaskDefinition]:
+        found = await kv.scan(
+            self.bus.kv.revisions, names.revisions_of_service(project, name), TaskDefinition
+        )
+        return sorted(
+            (v.value for v in found if v.value.service_uid == uid), key=lambda t: t.revision
+        )
+
+    async def purge_revisions(self, project: str, name: str) -> None:
+        for key in await kv.keys(self.bus.kv.revisions, names.revisions_of_service(project, name)):
+            await kv.purge(self.bus.kv.revisions, key)
+
+    # ------------------------------------------------------------ observed state
+    async def get_status(self, project: str, name: str) -> ServiceStatus | None:
+        found = await kv.get(self.bus.kv.status, names.service_key(project, name), ServiceStatus)
+        return found.value if found else None
+
+    async def purge_observed(self, project: str, name: str) -> None:
+        key = names.service_key(project, name)
+        for bucket in (self.bus.kv.status, self.bus.kv.routes, self.bus.kv.gateway):
+            await kv.purge(bucket, key)
+
+    async def get_route(self, project: str, name: str) -> Route | None:
+        found = await kv.get(self.bus.kv.routes, names.service_key(project, name), Route)
+        return found.value if found else None
+
+    async def get_gateway_ack(self, project: str, name: str) -> GatewayAck | None:
+        found = await kv.get(self.bus.kv.gateway, names.service_key(project, name), GatewayAck)
+        return found.value if found else None
+
+    # ------------------------------------------------------------ events
+    async def publish_event(self, event: Event) -> None:
+        try:
+            await self.bus.js.publish(
+                names.events_subject(event.project, event.service), encode_event(event)
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            raise BusError(f"NATS: could not publish event: {err}") from err
+
+    async def recent_events(self, project: str, name: str, limit: int) -> list[AnyEvent]:
+        """Newest first."""
+        subject = names.events_subject(project, name)
+        stored = await streams.last_n(self.bus.nc, names.STREAM_EVENTS, subject, limit)
+        out: list[AnyEvent] = []
+        for msg in reversed(stored):
+            try:
+                out.append(decode_event(msg.data))
+            except msgspec.DecodeError:
+                continue
+        return out
+
+    async def purge_events(self, project: str, name: str) -> None:
+        try:
+            await self.bus.js.purge_stream(
+                names.STREAM_EVENTS, subject=names.events_subject(project, name)
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            raise BusError(f"NATS: could not purge events: {err}") from err

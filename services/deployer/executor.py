@@ -1,0 +1,156 @@
+"""Carry out the planner's actions against Docker and NATS, one service at a time.
+
+Each action is done in order; a failure to reach Docker or NATS stops the rest
+(the next reconciliation plans again from what is observed then). A task that
+cannot be started is reported back through `start_problem`, which the planner
+turns into a failed deployment or a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import nats.errors
+
+from services.deployer.docker_host import DockerHost, DockerUnavailable, ImageNotFound, StartFailed
+from services.deployer.model import (
+    Action,
+    DeleteRoute,
+    Emit,
+    Finish,
+    RemoveContainer,
+    SetRoute,
+    StartTask,
+    StopTask,
+)
+from shared import events as ev
+from shared import kv, names
+from shared.bus import Bus, BusError
+from shared.clock import iso_now
+from shared.models import Route
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LAST_LINES = 10
+
+
+@dataclass
+class Outcome:
+    start_problem: tuple[int, str, bool] | None = None
+    started: list[str] = field(default_factory=list)
+    finished: bool = False
+    changed: bool = False
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        host: DockerHost,
+        admission: asyncio.Lock,
+        free_mb: Callable[[], Awaitable[int]],
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.host = host
+        self.admission = admission
+        self.free_mb = free_mb
+
+    async def run(self, key: str, actions: list[Action], outcome: Outcome) -> None:
+        project, service = names.split_service_key(key)
+        for action in actions:
+            if isinstance(action, Emit):
+                await self.emit(action)
+                continue
+            outcome.changed = True
+            if isinstance(action, StartTask):
+                await self.start(project, service, action, outcome)
+            elif isinstance(action, StopTask):
+                await self.host.stop(action.task.container_id)
+            elif isinstance(action, RemoveContainer):
+                await self.host.remove(action.task.container_id)
+            elif isinstance(action, SetRoute):
+                await kv.put(
+                    self.bus.kv.routes,
+                    key,
+                    Route(
+                        project=project,
+                        service=service,
+                        upstreams=list(action.upstreams),
+                        revision=action.revision,
+                        updated_at=iso_now(),
+                    ),
+                )
+            elif isinstance(action, DeleteRoute):
+                await kv.purge(self.bus.kv.routes, key)
+                await kv.purge(self.bus.kv.gateway, key)
+            elif isinstance(action, Finish):
+                if action.remove_images:
+                    await self.host.remove_images(project, service)
+                outcome.finished = True
+
+    async def start(self, project: str, service: str, action: StartTask, outcome: Outcome) -> None:
+        td = action.definition
+        try:
+            await self.host.pull(td)
+            async with self.admission:
+                # The planner saw enough free memory; check again now that no other
+                # service can take it between this check and the container's creation.
+                if await self.free_mb() < td.memory_reservation:
+                    return
+                task_id = new_task_id(td.revision)
+                container_id = await self.host.create(td, task_id)
+            await self.host.start(container_id)
+        except ImageNotFound as err:
+            outcome.start_problem = (td.revision, str(err), True)
+            return
+        except StartFailed as err:
+            outcome.start_problem = (td.revision, str(err), True)
+            return
+        except DockerUnavailable as err:
+            outcome.start_problem = (td.revision, str(err), False)
+            return
+        outcome.started.append(container_id)
+        await self.emit(
+            Emit(
+                ev.TaskStarted(
+                    project=project,
+                    service=service,
+                    task=task_id,
+                    revision=td.revision,
+                    message=f"service {service} has started 1 tasks: task {task_id} "
+                    f"(revision {td.revision}, {action.reason})",
+                )
+            )
+        )
+
+    async def emit(self, action: Emit) -> None:
+        event = action.event
+        if action.lines_from:
+            lines = await self.host.last_lines(action.lines_from, LAST_LINES)
+            if lines and hasattr(event, "last_lines"):
+                tail = " | ".join(lines[-3:])
+                event = msgspec.structs.replace(
+                    event,  # type: ignore[type-var]
+                    last_lines=lines,
+                    message=f"{event.message}. Last output: {tail}",
+                )
+        try:
+            await self.bus.js.publish(
+                names.events_subject(event.project, event.service), ev.encode_event(event)
+            )
+        except (TimeoutError, nats.errors.Error) as err:
+            raise BusError(f"NATS: cannot publish event: {err}") from err
+        log.info("%s.%s: %s", event.project, event.service, event.message)
+
+
+def new_task_id(revision: int) -> str:
+    """Task ids are `<revision>-<8 hex>`: unique per service, and say which revision runs."""
+    return f"{revision}-{secrets.token_hex(4)}"

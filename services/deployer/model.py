@@ -1,0 +1,155 @@
+"""What the deployer's planner reasons about: observed tasks, health, memory, actions.
+
+Plain frozen dataclasses with no I/O, so that `plan` can be tested with tables.
+`Memo` is the per-service memory the deployer keeps between reconciliations
+(and rebuilds from the status bucket after a restart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shared.events import Event
+from shared.models import DeploymentState, ServiceStatus, TaskDefinition
+
+ContainerState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+Health = Literal["INITIAL", "HEALTHY", "UNHEALTHY"]
+
+LIVE_STATES: frozenset[str] = frozenset({"created", "running", "paused", "restarting"})
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One container of the service on this host, as Docker reports it."""
+
+    task_id: str
+    container_id: str
+    service_uid: str
+    revision: int
+    state: ContainerState
+    created_at: float
+    memory_reservation: int = 0
+    memory_limit: int = 0
+    host_port: int | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    finished_at: float | None = None
+    logs_done: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def upstream(self) -> str | None:
+        return f"127.0.0.1:{self.host_port}" if self.host_port else None
+
+
+@dataclass(frozen=True)
+class HealthView:
+    state: Health
+    description: str = ""
+    since: float = 0.0
+    healthy_once: bool = False
+
+
+@dataclass(frozen=True)
+class RouteView:
+    upstreams: tuple[str, ...]
+    kv_revision: int
+    acked_revision: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """The gateway serves this route and nothing is in flight to dropped upstreams."""
+        return self.acked_revision >= self.kv_revision
+
+
+@dataclass
+class Memo:
+    """What the deployer remembers about a service between reconciliations."""
+
+    service_uid: str = ""
+    serving_revision: int = 0
+    deployment: DeploymentState | None = None
+    failed: dict[int, str] = field(default_factory=dict)
+    restarts: int = 0
+    start_attempts: int = 0
+    next_start_at: float = 0.0
+    stopping: set[str] = field(default_factory=set)
+    reported_exits: set[str] = field(default_factory=set)
+    pending_reason: str = ""
+    pull_problem: str = ""
+
+    @classmethod
+    def from_status(cls, status: ServiceStatus | None) -> Memo:
+        if status is None:
+            return cls()
+        memo = cls(
+            service_uid=status.service_uid,
+            serving_revision=status.serving_revision,
+            deployment=status.deployment,
+            failed={r: "failed earlier" for r in status.failed_revisions},
+            restarts=status.restarts,
+        )
+        for task in status.tasks:
+            if task.desired_status == "STOPPED":
+                memo.stopping.add(task.container_id)
+            if task.last_status == "STOPPED":
+                memo.reported_exits.add(task.container_id)
+        return memo
+
+
+# ---------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class StartTask:
+    definition: TaskDefinition
+    reason: str
+
+
+@dataclass(frozen=True)
+class StopTask:
+    task: Observed
+    reason: str
+
+
+@dataclass(frozen=True)
+class RemoveContainer:
+    task: Observed
+
+
+@dataclass(frozen=True)
+class SetRoute:
+    upstreams: tuple[str, ...]
+    revision: int
+
+
+@dataclass(frozen=True)
+class DeleteRoute:
+    pass
+
+
+@dataclass(frozen=True)
+class Emit:
+    event: Event
+    lines_from: str | None = None  # container id whose last output lines to attach
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Nothing of the service is left on this host: record it drained."""
+
+    remove_images: bool
+
+
+Action = StartTask | StopTask | RemoveContainer | SetRoute | DeleteRoute | Emit | Finish
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    wake_at: float | None = None  # reconcile again at this time even if nothing changes
+
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)

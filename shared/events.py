@@ -1,0 +1,163 @@
+"""Typed events on the EVENTS stream: one tagged union, one codec.
+
+Every state change of a service is one of these structs, tagged by `type`
+(e.g. "deployment.failed"), and carries a human `message`. Producers build them
+with the constructors' keyword arguments; readers decode `AnyEvent`. New fields
+always get defaults. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from shared.clock import iso_now
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    project: str
+    service: str
+    message: str
+    created_at: str = msgspec.field(default_factory=iso_now)
+
+
+# ---------------------------------------------------------------- service
+class ServiceCreated(Event, tag="service.created", kw_only=True):
+    pass
+
+
+class ServiceUpdated(Event, tag="service.updated", kw_only=True):
+    revision: int
+    image: str = ""
+
+
+class ServiceDeleting(Event, tag="service.deleting", kw_only=True):
+    pass
+
+
+class ServiceDeleted(Event, tag="service.deleted", kw_only=True):
+    pass
+
+
+class ServiceWarning(Event, tag="service.warning", kw_only=True):
+    revision: int = 0
+
+
+# ---------------------------------------------------------------- deployment
+class DeploymentStarted(Event, tag="deployment.started", kw_only=True):
+    revision: int
+
+
+class DeploymentPending(Event, tag="deployment.pending", kw_only=True):
+    revision: int
+    needed_mb: int
+    free_mb: int
+    capacity_mb: int
+
+
+class DeploymentCompleted(Event, tag="deployment.completed", kw_only=True):
+    revision: int
+
+
+class DeploymentFailed(Event, tag="deployment.failed", kw_only=True):
+    revision: int
+    reason: str
+    rolled_back_to: int = 0
+    last_lines: list[str] = []
+
+
+# ---------------------------------------------------------------- tasks
+class TaskStarted(Event, tag="task.started", kw_only=True):
+    task: str
+    revision: int
+    host_port: int | None = None
+
+
+class TaskHealthy(Event, tag="task.healthy", kw_only=True):
+    task: str
+    revision: int
+
+
+class TaskUnhealthy(Event, tag="task.unhealthy", kw_only=True):
+    task: str
+    revision: int
+    description: str
+
+
+class TaskExited(Event, tag="task.exited", kw_only=True):
+    task: str
+    revision: int
+    exit_code: int
+    last_lines: list[str] = []
+
+
+class TaskOomKilled(Event, tag="task.oom_killed", kw_only=True):
+    task: str
+    revision: int
+    memory_limit_mb: int
+    last_lines: list[str] = []
+
+
+class TaskRestarting(Event, tag="task.restarting", kw_only=True):
+    task: str
+    revision: int
+    attempt: int
+    delay_s: float
+
+
+class TaskStopped(Event, tag="task.stopped", kw_only=True):
+    task: str
+    revision: int
+    reason: str
+
+
+class TargetRegistered(Event, tag="target.registered", kw_only=True):
+    task: str
+    revision: int
+    target: str
+
+
+class TargetDeregistered(Event, tag="target.deregistered", kw_only=True):
+    task: str
+    revision: int
+    target: str
+
+
+AnyEvent = (
+    ServiceCreated
+    | ServiceUpdated
+    | ServiceDeleting
+    | ServiceDeleted
+    | ServiceWarning
+    | DeploymentStarted
+    | DeploymentPending
+    | DeploymentCompleted
+    | DeploymentFailed
+    | TaskStarted
+    | TaskHealthy
+    | TaskUnhealthy
+    | TaskExited
+    | TaskOomKilled
+    | TaskRestarting
+    | TaskStopped
+    | TargetRegistered
+    | TargetDeregistered
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> AnyEvent:
+    result: AnyEvent = _decoder.decode(data)
+    return result
+
+
+def event_type(event: Event) -> str:
+    tag = type(event).__struct_config__.tag
+    return str(tag)

@@ -1,0 +1,190 @@
+"""Records kept on NATS (KV values) and their one JSON codec.
+
+Every value is a frozen, kw_only `msgspec.Struct`; fields added later always get
+defaults so that old readers and old records keep working. Encoders and
+decoders are built once here. Events live in `shared.events`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """Base for every KV value."""
+
+
+# ---------------------------------------------------------------- users and tokens
+class UserRecord(Record, kw_only=True):
+    username: str
+    password_hash: str
+    projects: list[str]
+    created_at: str
+    updated_at: str
+
+
+class TokenRecord(Record, kw_only=True):
+    username: str
+    project: str
+    issued_at: float
+    expires_at: float
+
+
+class RegistryCredential(Record, kw_only=True):
+    """A Docker credential for one service's repository. Only a digest is kept."""
+
+    project: str
+    service: str
+    service_uid: str
+    password_digest: str
+    issued_at: float
+    expires_at: float
+
+
+# ---------------------------------------------------------------- services
+class HealthCheck(Record, kw_only=True):
+    rel_path: str = "/"
+    status_codes: str = "200-499"
+    interval: int = 10
+
+
+class EnvVar(Record, kw_only=True):
+    name: str
+    value: str
+
+
+class TaskDefinition(Record, kw_only=True):
+    """One immutable revision of a service's definition (like an ECS task definition)."""
+
+    project: str
+    service: str
+    service_uid: str
+    revision: int
+    container_tag: str
+    image: str
+    memory_reservation: int
+    memory_limit: int
+    container_port: int
+    environment: list[EnvVar]
+    created_at: str
+    rolled_back_from: int | None = None
+
+
+class ServiceRecord(Record, kw_only=True):
+    """Desired state of a service. Written only by the api, with compare-and-set."""
+
+    project: str
+    name: str
+    uid: str
+    created_at: str
+    updated_at: str
+    health_check: HealthCheck | None = None
+    revision: int = 0
+    definition: TaskDefinition | None = None
+    deleting: bool = False
+
+
+# ---------------------------------------------------------------- observed state
+TaskLastStatus = Literal["PROVISIONING", "PENDING", "RUNNING", "STOPPED"]
+TaskHealth = Literal["INITIAL", "HEALTHY", "UNHEALTHY", "DRAINING", "UNUSED"]
+DeploymentPhase = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"]
+
+
+class TaskState(Record, kw_only=True):
+    task_id: str
+    container_id: str
+    revision: int
+    created_at: str
+    desired_status: Literal["RUNNING", "STOPPED"]
+    last_status: TaskLastStatus
+    health: TaskHealth
+    health_description: str = ""
+    host: str = "127.0.0.1"
+    host_port: int | None = None
+    exit_code: int | None = None
+    stopped_reason: str = ""
+
+
+class DeploymentState(Record, kw_only=True):
+    revision: int
+    phase: DeploymentPhase
+    reason: str = ""
+    started_at: str
+    updated_at: str
+
+
+class ServiceStatus(Record, kw_only=True):
+    """Observed state of a service, written only by the deployer that runs it."""
+
+    project: str
+    service: str
+    service_uid: str
+    host: str
+    updated_at: str
+    serving_revision: int = 0
+    deployment: DeploymentState | None = None
+    tasks: list[TaskState] = []
+    restarts: int = 0
+    failed_revisions: list[int] = []
+    drained: bool = False
+
+
+class Route(Record, kw_only=True):
+    """Where the gateway sends a service's traffic. Written by the deployer."""
+
+    project: str
+    service: str
+    upstreams: list[str]
+    revision: int
+    updated_at: str
+
+
+class GatewayAck(Record, kw_only=True):
+    """Written by the gateway once a route is live and removed upstreams are idle."""
+
+    route_revision: int
+    drained: bool
+    applied_at: str
+
+
+class LogLine(Record, kw_only=True):
+    """One line of container output on the LOGS stream."""
+
+    time: str
+    stream: Literal["stdout", "stderr"]
+    line: str
+    n: int
+    task: str
+
+
+class LogCursor(Record, kw_only=True):
+    """How far the collector has published a container's output."""
+
+    timestamp: str
+    index: int
+    line_no: int
+    done: bool = False
+    project: str = ""
+    service: str = ""
+    task: str = ""
+
+
+# ---------------------------------------------------------------- codec
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    return _encoder.encode(value)
+
+
+def decode(cls: type[_S], data: bytes) -> _S:
+    dec = _decoders.get(cls)
+    if dec is None:
+        dec = _decoders[cls] = msgspec.json.Decoder(cls)
+    result: _S = dec.decode(data)
+    return result

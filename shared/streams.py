@@ -1,0 +1,133 @@
+"""Reading stored messages of one subject back from a JetStream stream.
+
+nats-py has no "last N messages of a subject" call, so this adapter speaks the
+direct-get API (`$JS.API.DIRECT.GET.<stream>`) itself: batch reads from a
+sequence, newest message per subject (`multi_last`), and a binary search over
+sequences using the per-subject `Nats-Num-Pending` count to find where the last
+N messages of a subject begin. Streams must have `allow_direct`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from shared import names
+from shared.bus import BusError
+
+_TIMEOUT = 5.0
+_MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StoredMsg:
+    subject: str
+    seq: int
+    time: str
+    data: bytes
+    num_pending: int  # messages on this subject stored after this one
+
+
+def _stored(msg: Msg) -> StoredMsg:
+    h = msg.headers or {}
+    return StoredMsg(
+        subject=h.get("Nats-Subject", ""),
+        seq=int(h.get("Nats-Sequence", "0")),
+        time=h.get("Nats-Time-Stamp", ""),
+        data=msg.data,
+        num_pending=int(h.get("Nats-Num-Pending", "0")),
+    )
+
+
+async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[StoredMsg]:
+    """Send one direct-get request and collect replies until end of batch or not found."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    out: list[StoredMsg] = []
+    try:
+        await nc.publish(names.direct_get_subject(stream), json.dumps(body).encode(), reply=inbox)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=_TIMEOUT)
+            except nats.errors.TimeoutError as err:
+                raise BusError(f"NATS: no answer from stream {stream}") from err
+            status = (msg.headers or {}).get("Status")
+            if status is None:
+                out.append(_stored(msg))
+                if "batch" not in body and "multi_last" not in body:
+                    return out
+                continue
+            if status in ("204", "404", "408"):
+                return out
+            raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+    except (TimeoutError, nats.errors.Error) as err:
+        if isinstance(err, BusError):
+            raise
+        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+    finally:
+        try:
+            await sub.unsubscribe()
+        except nats.errors.Error:
+            pass
+
+
+async def first_at_or_after(nc: NATS, stream: str, subject: str, seq: int) -> StoredMsg | None:
+    found = await _request_many(nc, stream, {"seq": max(seq, 1), "next_by_subj": subject})
+    return found[0] if found else None
+
+
+async def read_from(
+    nc: NATS, stream: str, subject: str, start_seq: int, count: int
+) -> list[StoredMsg]:
+    """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on."""
+    out: list[StoredMsg] = []
+    seq = max(start_seq, 1)
+    while len(out) < count:
+        want = min(_MAX_BATCH, count - len(out))
+        got = await _request_many(nc, stream, {"seq": seq, "next_by_subj": subject, "batch": want})
+        out.extend(got)
+        if len(got) < want or not got or got[-1].num_pending == 0:
+            break
+        seq = got[-1].seq + 1
+    return out
+
+
+async def newest_per_subject(nc: NATS, stream: str, pattern: str) -> list[StoredMsg]:
+    """The newest stored message of every subject matching `pattern`."""
+    return await _request_many(nc, stream, {"multi_last": [pattern], "batch": _MAX_BATCH})
+
+
+async def last_n(nc: NATS, stream: str, subject: str, n: int) -> list[StoredMsg]:
+    """The last `n` stored messages of one subject, oldest first."""
+    if n <= 0:
+        return []
+    first = await first_at_or_after(nc, stream, subject, 1)
+    if first is None:
+        return []
+    if first.num_pending < n:
+        return await read_from(nc, stream, subject, first.seq, n)
+    # Binary search for the lowest sequence whose next message on the subject
+    # has at most n-1 messages after it: that message is the n-th from last.
+    lo, hi = first.seq, None
+    last = await _request_many(nc, stream, {"last_by_subj": subject})
+    if not last:
+        return []
+    hi = last[0].seq
+    start = hi
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        msg = await first_at_or_after(nc, stream, subject, mid)
+        if msg is None:
+            hi = mid - 1
+            continue
+        if msg.num_pending <= n - 1:
+            start = msg.seq
+            hi = mid - 1
+        else:
+            lo = msg.seq + 1
+    return await read_from(nc, stream, subject, start, n)
