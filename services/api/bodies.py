@@ -77,7 +77,8 @@ async def read_body(request: web.Request, cls: type[B], max_bytes: int) -> B:
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(
-            f"request body is too large: {request.content_length} bytes, at most {max_bytes} are accepted"
+            f"request body is too large: {request.content_length} bytes, "
+            f"at most {max_bytes} are accepted"
         )
     data = await request.content.read(max_bytes + 1)
     if len(data) > max_bytes:
