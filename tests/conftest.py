@@ -131,7 +131,7 @@ def busybox_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
         'CMD ["/bin/sh", "-c", "mkdir -p /www$CONTEXT_ROOT && '
         'echo \\"${GREETING:-hello} from $CONTEXT_ROOT\\" > /www$CONTEXT_ROOT/index.html && '
-        'echo serving $CONTEXT_ROOT on port ${PORT:-8080} && '
+        "echo serving $CONTEXT_ROOT on port ${PORT:-8080} && "
         'exec httpd -f -v -p ${PORT:-8080} -h /www"]\n'
     )
     return d

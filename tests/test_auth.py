@@ -56,11 +56,19 @@ def test_bad_login_is_403(stack: Stack, project: str, mutate) -> None:  # type: 
     ids=["missing", "malformed", "unknown", "basic-auth", "unknown-bearer", "non-ascii"],
 )
 def test_token_failures_are_403(stack: Stack, headers: dict[str, str], message: str) -> None:
-    for method, path in [("GET", "/services"), ("POST", "/services"), ("GET", "/services/x"),
-                         ("PUT", "/services/x"), ("DELETE", "/services/x")]:
+    for method, path in [
+        ("GET", "/services"),
+        ("POST", "/services"),
+        ("GET", "/services/x"),
+        ("PUT", "/services/x"),
+        ("DELETE", "/services/x"),
+    ]:
         r = requests.request(
-            method, f"{stack.api_url}{path}", headers={k: v.encode() for k, v in headers.items()},
-            json={"name": "x"}, timeout=10,
+            method,
+            f"{stack.api_url}{path}",
+            headers={k: v.encode() for k, v in headers.items()},
+            json={"name": "x"},
+            timeout=10,
         )
         assert r.status_code == 403, (method, path, r.text)
         assert message in r.json()["Error"]
@@ -121,7 +129,10 @@ def test_admin_cli_adds_and_updates_users(stack: Stack) -> None:
     login(stack, user, "second-password", project)
     bad = subprocess.run(
         [sys.executable, "-m", "services.api.admin", "add-user", "Bad", "--project", project],
-        input="whatever-pw\n", capture_output=True, text=True, env=env,
+        input="whatever-pw\n",
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert bad.returncode == 1 and "username must start" in bad.stderr
     short = subprocess.run(cmd, input="short\n", capture_output=True, text=True, env=env)

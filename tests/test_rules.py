@@ -88,9 +88,20 @@ def test_project_rules(project: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(
     ("tag", "ok"),
-    [("v1", True), ("latest", True), ("1.2.3-rc_1", True), ("_x", True), ("a" * 128, True),
-     ("a" * 129, False), ("", False), (".x", False), ("-x", False), ("a:b", False),
-     ("a/b", False), ("a b", False)],
+    [
+        ("v1", True),
+        ("latest", True),
+        ("1.2.3-rc_1", True),
+        ("_x", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("", False),
+        (".x", False),
+        ("-x", False),
+        ("a:b", False),
+        ("a/b", False),
+        ("a b", False),
+    ],
 )
 def test_tag_rules(tag: str, ok: bool) -> None:
     if ok:
@@ -122,8 +133,9 @@ def test_memory_rules(reservation: int, limit: int, error: str | None) -> None:
             check_memory(reservation, limit, 65536)
 
 
-@pytest.mark.parametrize(("port", "ok"), [(1, True), (80, True), (65535, True), (0, False),
-                                          (65536, False), (-1, False)])
+@pytest.mark.parametrize(
+    ("port", "ok"), [(1, True), (80, True), (65535, True), (0, False), (65536, False), (-1, False)]
+)
 def test_port_rules(port: int, ok: bool) -> None:
     if ok:
         assert check_port(port) == port
@@ -158,8 +170,11 @@ def test_environment_rules(env: list[EnvVar], error: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "ranges"),
-    [("200-299", [(200, 299)]), ("200,204", [(200, 200), (204, 204)]),
-     ("200-299, 404", [(200, 299), (404, 404)])],
+    [
+        ("200-299", [(200, 299)]),
+        ("200,204", [(200, 200), (204, 204)]),
+        ("200-299, 404", [(200, 299), (404, 404)]),
+    ],
 )
 def test_status_codes_parse(spec: str, ranges: list[tuple[int, int]]) -> None:
     assert parse_status_codes(spec) == ranges

@@ -60,8 +60,13 @@ def test_other_project_sees_404(api: Api, other_api: Api) -> None:
         assert "no service named 'mine'" in r.json()["Error"]
     r = other_api.put(
         "/services/mine",
-        json={"container-tag": "v1", "memory-reservation": 32, "memory-limit": 64,
-              "container-port": 8080, "environment": []},
+        json={
+            "container-tag": "v1",
+            "memory-reservation": 32,
+            "memory-limit": 64,
+            "container-port": 8080,
+            "environment": [],
+        },
     )
     assert r.status_code == 404
     assert other_api.get("/services/mine", params={"view": "docker"}).status_code == 404
@@ -96,14 +101,22 @@ BAD_CREATE = [
     ({"name": "x", "extra": 1}, "unknown field `extra`"),
     ([{"name": "x"}], "Expected `object`, got `array`"),
     ({"name": "x", "health_check": {"rel_path": "/h"}}, "missing required field"),
-    ({"name": "x", "health_check": {"rel_path": "h", "status_codes": "200", "interval": 10}},
-     "start with '/'"),
-    ({"name": "x", "health_check": {"rel_path": "/h", "status_codes": "2xx", "interval": 10}},
-     "status_codes"),
-    ({"name": "x", "health_check": {"rel_path": "/h", "status_codes": "200", "interval": "10"}},
-     "Expected `int`, got `str`"),
-    ({"name": "x", "health_check": {"rel_path": "/h", "status_codes": "200", "interval": 0}},
-     "interval"),
+    (
+        {"name": "x", "health_check": {"rel_path": "h", "status_codes": "200", "interval": 10}},
+        "start with '/'",
+    ),
+    (
+        {"name": "x", "health_check": {"rel_path": "/h", "status_codes": "2xx", "interval": 10}},
+        "status_codes",
+    ),
+    (
+        {"name": "x", "health_check": {"rel_path": "/h", "status_codes": "200", "interval": "10"}},
+        "Expected `int`, got `str`",
+    ),
+    (
+        {"name": "x", "health_check": {"rel_path": "/h", "status_codes": "200", "interval": 0}},
+        "interval",
+    ),
 ]
 
 
