@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.api import handlers_auth, handlers_services, openapi
+from services.api import handlers_auth, handlers_registry, handlers_services, openapi
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
 from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
@@ -31,6 +31,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     p = prefix
     router.add_get(f"{p}/openapi.json", openapi.serve)
     router.add_get(f"{p}/healthz", healthz)
+    router.add_get(f"{p}/auth/registry", handlers_registry.token_endpoint)
     router.add_post(f"{p}/auth/tokens", handlers_auth.create_token)
     router.add_get(f"{p}/auth/tokens/current", handlers_auth.show_token)
     router.add_delete(f"{p}/auth/tokens/current", handlers_auth.revoke_token)
@@ -58,6 +59,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = Store(bus)
     deleter = Deleter(app[STORE])
     app[handlers_services.DELETER] = deleter
+    registry_session = handlers_registry.install(app, settings, deleter)
     app[BACKGROUND] = [
         asyncio.create_task(deleter.run_sweeper(SWEEP_INTERVAL_S, app[STOPPING]), name="sweeper")
     ]
@@ -65,6 +67,7 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in app[BACKGROUND]:
         task.cancel()
     await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
+    await registry_session.close()
     await bus.close()
 
 
@@ -74,7 +77,10 @@ def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.
     )
     app[SETTINGS] = settings
     app[STOPPING] = stop if stop is not None else asyncio.Event()
-    app[handlers_services.VIEWS] = {"status": handlers_services.status_view}
+    app[handlers_services.VIEWS] = {
+        "status": handlers_services.status_view,
+        "docker": handlers_registry.docker_view,
+    }
     add_routes(app.router, "")
     if settings.api_prefix:
         add_routes(app.router, settings.api_prefix)

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 Cleanup = Callable[[ServiceRecord], Awaitable[None]]
 
 
+class CleanupPending(Exception):
+    """A clean-up step cannot be done now (e.g. the registry is down); try again later."""
+
+
 class Deleter:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -80,7 +84,11 @@ class Deleter:
         if not await self.drained(record):
             return False
         for cleanup in self.cleanups:
-            await cleanup(record)
+            try:
+                await cleanup(record)
+            except CleanupPending as err:
+                log.warning("deleting %s: %s", found.key, err)
+                return False
         await self.store.purge_revisions(record.project, record.name)
         await self.store.purge_observed(record.project, record.name)
         try:
