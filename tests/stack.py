@@ -180,8 +180,9 @@ class Stack:
             "SERVICECTL_CADDY_ADMIN": f"127.0.0.1:{self.ports['caddy']}",
             "SERVICECTL_REGISTRY_ADDR": f"127.0.0.1:{self.ports['registry']}",
             "SERVICECTL_RECONCILE_INTERVAL": "2",
-            "SERVICECTL_DEPLOY_DEADLINE": "20",
+            "SERVICECTL_DEPLOY_DEADLINE": "8",
             "SERVICECTL_LOG_LEVEL": "DEBUG",
+            "SERVICECTL_STOP_TIMEOUT": "3",
         }
         env.update(extra_env or {})
         self.service_env = env

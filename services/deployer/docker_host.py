@@ -185,6 +185,8 @@ class DockerHost:
                 "MemoryReservation": td.memory_reservation * MB,
                 "PortBindings": {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]},
                 "RestartPolicy": {"Name": "no"},
+                # a tiny init as PID 1 forwards SIGTERM, so services stop promptly
+                "Init": True,
                 "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "3"}},
             },
         }

@@ -56,12 +56,15 @@ class Executor:
         host: DockerHost,
         admission: asyncio.Lock,
         free_mb: Callable[[], Awaitable[int]],
+        on_stopped: Callable[[str], None],
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.host = host
         self.admission = admission
         self.free_mb = free_mb
+        self.on_stopped = on_stopped
+        self._stops: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, key: str, actions: list[Action], outcome: Outcome) -> None:
         project, service = names.split_service_key(key)
@@ -69,11 +72,13 @@ class Executor:
             if isinstance(action, Emit):
                 await self.emit(action)
                 continue
+            if isinstance(action, StopTask):
+                # stopping runs in the background; a repeated order for it changes nothing
+                outcome.changed |= self.stop_in_background(key, action.task.container_id)
+                continue
             outcome.changed = True
             if isinstance(action, StartTask):
                 await self.start(project, service, action, outcome)
-            elif isinstance(action, StopTask):
-                await self.host.stop(action.task.container_id)
             elif isinstance(action, RemoveContainer):
                 await self.host.remove(action.task.container_id)
             elif isinstance(action, SetRoute):
@@ -95,6 +100,32 @@ class Executor:
                 if action.remove_images:
                     await self.host.remove_images(project, service)
                 outcome.finished = True
+
+    def stop_in_background(self, key: str, container_id: str) -> bool:
+        """Stopping waits for the task to exit (up to the stop timeout): do not block on it.
+
+        False when a stop of this container is already under way."""
+        if container_id in self._stops:
+            return False
+        self._stops[container_id] = asyncio.create_task(
+            self._stop(key, container_id), name=f"stop-{container_id[:12]}"
+        )
+        return True
+
+    async def _stop(self, key: str, container_id: str) -> None:
+        try:
+            await self.host.stop(container_id)
+        except DockerUnavailable as err:
+            log.warning("%s: %s", key, err)
+        finally:
+            self._stops.pop(container_id, None)
+            self.on_stopped(key)
+
+    async def close(self) -> None:
+        stops = list(self._stops.values())
+        for task in stops:
+            task.cancel()
+        await asyncio.gather(*stops, return_exceptions=True)
 
     async def start(self, project: str, service: str, action: StartTask, outcome: Outcome) -> None:
         td = action.definition

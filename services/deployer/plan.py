@@ -115,11 +115,10 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
     _check_deadline(ctx, rec, live)
     target = _target(rec, memo)
     for t in live:
-        if t.revision in memo.failed and t.revision != target:
-            _stop(ctx, t, f"deployment of revision {t.revision} failed")
-    for t in live:
         if t.container_id in memo.stopping:
-            _stop(ctx, t, "stopping")
+            _stop(ctx, t, "stopping")  # ordered earlier and still running: order it again
+        elif t.revision in memo.failed and t.revision != target:
+            _stop(ctx, t, f"deployment of revision {t.revision} failed")
     live = [t for t in live if t.container_id not in memo.stopping]
     _ensure_task(ctx, rec, target, live)
     _route_and_retire(ctx, rec, target, live)
@@ -145,6 +144,13 @@ def _deploying(rec: ServiceRecord, memo: Memo) -> bool:
 def _track_deployment(ctx: _Ctx, rec: ServiceRecord) -> None:
     memo = ctx.memo
     if rec.revision == 0:
+        return
+    if memo.deployment is None and rec.revision == memo.serving_revision:
+        # serving already (e.g. remembered from an older status without deployment)
+        now = iso(ctx.inp.now)
+        memo.deployment = DeploymentState(
+            revision=rec.revision, phase="COMPLETED", started_at=now, updated_at=now
+        )
         return
     if memo.deployment is None or memo.deployment.revision < rec.revision:
         now = iso(ctx.inp.now)

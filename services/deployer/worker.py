@@ -53,7 +53,7 @@ class Deployer:
         self.host = host
         self.health = HealthMonitor(session, self.enqueue)
         self.admission = asyncio.Lock()
-        self.executor = Executor(settings, bus, host, self.admission, self.free_mb)
+        self.executor = Executor(settings, bus, host, self.admission, self.free_mb, self.enqueue)
         self.limits = Limits(
             deploy_deadline_s=settings.deploy_deadline_s,
             backoff_s=settings.restart_backoff_s,
@@ -207,6 +207,9 @@ class Deployer:
         )
         the_plan, memo = plan(inputs, memo)
         self.memos[key] = memo
+        if record is not None or tasks:
+            # publish what was decided before acting: stops and pulls can take a while
+            await self._publish_status(key, build_status(inputs, memo, HOST))
         outcome = Outcome()
         try:
             await self.executor.run(key, the_plan.actions, outcome)
@@ -216,8 +219,6 @@ class Deployer:
         if outcome.finished:
             await self._finish(key, inputs, memo)
             return False
-        if record is not None or tasks:
-            await self._publish_status(key, build_status(inputs, memo, HOST))
         if the_plan.wake_at is not None:
             self.wake_at(key, the_plan.wake_at)
         return outcome.changed or outcome.start_problem is not None
@@ -297,6 +298,7 @@ class Deployer:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await self.executor.close()
         await self.health.close()
 
 
