@@ -5,7 +5,8 @@ MODE (default `serve`):
   crash        print a few lines and exit with $EXIT_CODE (default 3)
   never-ready  print a line and sleep without listening
   crash-later  serve for $CRASH_AFTER seconds, then exit 1
-  oom          allocate far more than any test's memory limit
+  oom          serve, then after $OOM_AFTER s allocate far more than any memory limit
+  sick-later   serve, but after $SICK_AFTER seconds /health/ answers 404
   count        serve, and print numbered lines, $COUNT_RATE per second
 Built from Debian's static busybox; no registry is involved in building it.
 """
@@ -37,11 +38,19 @@ case "${MODE:-serve}" in
     sleep "${CRASH_AFTER:-2}"
     echo "crashing now" >&2
     exit 1 ;;
+  sick-later)
+    echo "serving $CONTEXT_ROOT, sick after ${SICK_AFTER:-3} s"
+    httpd -f -p "$PORT" -h /www &
+    sleep "${SICK_AFTER:-3}"
+    rm "/www$CONTEXT_ROOT/health/index.html"
+    echo "health check will fail now" >&2
+    wait ;;
   oom)
-    echo "allocating too much memory"
-    dd if=/dev/zero of=/dev/null bs=400M count=1
-    echo "survived?"
-    exit 0 ;;
+    echo "serving $CONTEXT_ROOT, allocating too much memory after ${OOM_AFTER:-0} s"
+    httpd -f -p "$PORT" -h /www &
+    sleep "${OOM_AFTER:-0}"
+    echo "allocating 400 MB now"
+    exec dd if=/dev/zero of=/dev/null bs=400M count=1 ;;
   count)
     httpd -f -p "$PORT" -h /www &
     i=1

@@ -290,3 +290,47 @@ def test_update_validation(api: Api, serving: str) -> None:
         assert r.status_code == 400, (body, r.text)
         assert message in r.json()["Error"], (body, r.text)
     assert status(api, "svc")["revision"] == 1
+
+
+def test_unhealthy_task_is_shown_and_replaced(
+    stack: Stack, api: Api, project: str, app_image: str, tmp_path: Path
+) -> None:
+    hc = {"rel_path": "/health/", "status_codes": "200", "interval": 5}
+    api.post("/services", json={"name": "sick", "health_check": hc})
+    push(api, "sick", app_image, "v1", tmp_path / "d")
+    api.put("/services/sick", json=definition("v1", {"MODE": "sick-later", "SICK_AFTER": "2"}))
+    wait_text(stack, project, "sick", "hello from")
+    first = status(api, "sick")["tasks"][0]["task_name"]
+    unhealthy = wait_event(api, "sick", "task.unhealthy", timeout=40)
+    assert first in unhealthy["message"]
+    assert "returned 404, expected 200" in unhealthy["message"]
+
+    def shown() -> dict[str, object] | None:
+        for t in status(api, "sick")["target_health"]["targets"]:
+            if t["target"] == first and t["health"] == "unhealthy":
+                return t  # type: ignore[no-any-return]
+        return None
+
+    target = wait_for(shown, 20, "the unhealthy target in target_health")
+    assert "returned 404" in str(target["description"])
+
+    def replaced() -> bool:
+        names = [t["task_name"] for t in status(api, "sick")["tasks"]]
+        return any(n != first for n in names)
+
+    wait_for(replaced, 20, "a replacement task")
+
+
+def test_gateway_and_caddy_restarts_rebuild_routes(
+    stack: Stack, api: Api, project: str, serving: str
+) -> None:
+    stack.procs["gateway"].kill()
+    assert get(url(stack, project, "svc")).status_code == 200  # data plane untouched
+    stack.procs["caddy"].kill()
+    stack.procs["caddy"].start()
+    assert get(url(stack, project, "svc")).status_code == 404  # Caddy starts empty
+    stack.procs["gateway"].start()
+    wait_text(stack, project, "svc", "v1 from", timeout=15)
+    stack.procs["caddy"].kill()
+    stack.procs["caddy"].start()
+    wait_text(stack, project, "svc", "v1 from", timeout=15)

@@ -93,6 +93,7 @@ class Case:
     free_mb: int = 1000
     start_problem: tuple[int, str, bool] | None = None
     definitions: dict[int, TaskDefinition] | None = None
+    fresh_health: bool = False  # health states not reported yet (else: reported before)
 
     def inputs(self) -> Inputs:
         defs = self.definitions
@@ -114,7 +115,11 @@ class Case:
 
 
 def summary(case: Case) -> tuple[list[str], Memo]:
-    p, memo = plan(case.inputs(), case.memo)
+    memo_in = case.memo
+    if not case.fresh_health:
+        seen = {cid: h.state for cid, h in case.health.items() if h.state != "INITIAL"}
+        memo_in = replace(memo_in, reported_health={**seen, **memo_in.reported_health})
+    p, memo = plan(case.inputs(), memo_in)
     out: list[str] = []
     for a in p.actions:
         if isinstance(a, Emit):
@@ -160,8 +165,24 @@ CASES: dict[str, tuple[Case, list[str]]] = {
             {"c-a": HEALTHY},
             RouteView((), 5, 5),
             memo=serving_memo(serving_revision=0),
+            fresh_health=True,
         ),
-        ["emit deployment.started", "route 127.0.0.1:30001", "emit target.registered"],
+        [
+            "emit deployment.started",
+            "emit task.healthy",
+            "route 127.0.0.1:30001",
+            "emit target.registered",
+        ],
+    ),
+    "serving task turned unhealthy: report, start a replacement": (
+        Case(
+            record(1),
+            [task("a", 1)],
+            {"c-a": HealthView("UNHEALTHY", "GET / returned 500", NOW, True)},
+            R1,
+            serving_memo(reported_health={"c-a": "HEALTHY"}),
+        ),
+        ["emit task.unhealthy", "start r1"],
     ),
     "routed but not acknowledged: wait": (
         Case(

@@ -79,6 +79,7 @@ class Memo:
     next_start_at: float = 0.0
     stopping: set[str] = field(default_factory=set)
     reported_exits: set[str] = field(default_factory=set)
+    reported_health: dict[str, str] = field(default_factory=dict)
     pending_reason: str = ""
     pull_problem: str = ""
 
@@ -98,6 +99,8 @@ class Memo:
                 memo.stopping.add(task.container_id)
             if task.last_status == "STOPPED":
                 memo.reported_exits.add(task.container_id)
+            if task.health in ("HEALTHY", "UNHEALTHY"):
+                memo.reported_health[task.container_id] = task.health
         return memo
 
 

@@ -120,6 +120,7 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
         elif t.revision in memo.failed and t.revision != target:
             _stop(ctx, t, f"deployment of revision {t.revision} failed")
     live = [t for t in live if t.container_id not in memo.stopping]
+    _report_health(ctx, live)
     _ensure_task(ctx, rec, target, live)
     _route_and_retire(ctx, rec, target, live)
     return ctx.plan, ctx.memo
@@ -327,6 +328,40 @@ def _stop(ctx: _Ctx, t: Observed, reason: str) -> None:
             f"task {t.task_id} ({reason})",
         )
     )
+
+
+def _report_health(ctx: _Ctx, live: list[Observed]) -> None:
+    """One event per change between healthy and unhealthy of a running task."""
+    memo = ctx.memo
+    for t in live:
+        h = ctx.inp.health_of(t)
+        if h.state == "INITIAL" or memo.reported_health.get(t.container_id) == h.state:
+            continue
+        memo.reported_health[t.container_id] = h.state
+        if h.state == "HEALTHY":
+            ctx.emit(
+                ev.TaskHealthy(
+                    **ctx.event_args(),
+                    task=t.task_id,
+                    revision=t.revision,
+                    message=f"task {t.task_id} is healthy: {h.description}",
+                )
+            )
+        else:
+            ctx.emit(
+                ev.TaskUnhealthy(
+                    **ctx.event_args(),
+                    task=t.task_id,
+                    revision=t.revision,
+                    description=h.description,
+                    message=f"task {t.task_id} is unhealthy: {h.description}; "
+                    "starting a replacement",
+                )
+            )
+    alive = {t.container_id for t in ctx.inp.tasks}
+    for cid in list(memo.reported_health):
+        if cid not in alive:
+            del memo.reported_health[cid]
 
 
 def _check_deadline(ctx: _Ctx, rec: ServiceRecord, live: list[Observed]) -> None:
