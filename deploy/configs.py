@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
 import sys
@@ -109,6 +110,7 @@ def supervisord_config(settings: Settings, root: Path) -> str:
         "; written by `python -m deploy up`; edits are overwritten",
         "[supervisord]",
         "nodaemon=true",
+        *(["user=root"] if os.geteuid() == 0 else []),
         f"logfile={log / 'supervisord.log'}",
         f"pidfile={data / 'run' / 'supervisord.pid'}",
         f"childlogdir={log}",

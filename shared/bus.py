@@ -58,8 +58,10 @@ class Bus:
     js: JetStreamContext
     kv: Buckets
     reconnect_callbacks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closing: bool = False
 
     async def close(self) -> None:
+        self.closing = True
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
@@ -160,7 +162,8 @@ async def connect(
                 log.exception("%s: reconnect callback failed", name)
 
     async def on_disconnected() -> None:
-        log.warning("%s: disconnected from NATS", name)
+        if not (bus_holder and bus_holder[0].closing):
+            log.warning("%s: disconnected from NATS", name)
 
     async def on_error(err: Exception) -> None:
         log.debug("%s: NATS error: %s", name, err)
