@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from shared.bus import BusError, Conflict, Missing
 from shared.models import decode, encode
+from shared.streams import StoredMsg, newest_per_subject
 
 T = TypeVar("T", bound=msgspec.Struct)
 log = logging.getLogger(__name__)
@@ -110,57 +111,38 @@ async def purge(kv: KeyValue, key: str) -> None:
         raise _wrap(err) from err
 
 
+def _kv_subject(bucket: KeyValue, pattern: str) -> str:
+    return f"$KV.{bucket._name}.{pattern}"
+
+
+async def _newest(bucket: KeyValue, pattern: str) -> list[StoredMsg]:
+    """The newest entry of every key matching `pattern`, deletes and purges dropped.
+
+    Reads with one direct-get request instead of a watcher: a watcher's
+    "no more values" marker can arrive before the values themselves.
+    """
+    found = await newest_per_subject(
+        bucket._js._nc, bucket._stream, _kv_subject(bucket, pattern)
+    )
+    return [m for m in found if m.headers.get("KV-Operation") not in ("DEL", "PURGE")]
+
+
+def _key_of(bucket: KeyValue, subject: str) -> str:
+    return subject[len(f"$KV.{bucket._name}.") :]
+
+
 async def scan(kv: KeyValue, pattern: str, cls: type[T]) -> list[Versioned[T]]:
     """Current values of every live key matching a NATS subject pattern."""
-    out: list[Versioned[T]] = []
-    try:
-        watcher = await kv.watch(pattern, ignore_deletes=True)
-    except (TimeoutError, nats.errors.Error) as err:
-        raise _wrap(err) from err
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=5.0)
-            except nats.errors.TimeoutError as err:
-                raise BusError(f"NATS: timed out listing {pattern}") from err
-            if entry is None:
-                break
-            if entry.value:
-                out.append(Versioned(entry.key, decode(cls, entry.value), entry.revision or 0))
-            if not entry.delta:
-                break
-    finally:
-        try:
-            await watcher.stop()
-        except (TimeoutError, nats.errors.Error):
-            pass
-    return out
+    return [
+        Versioned(_key_of(kv, m.subject), decode(cls, m.data), m.seq)
+        for m in await _newest(kv, pattern)
+        if m.data
+    ]
 
 
 async def keys(kv: KeyValue, pattern: str) -> list[str]:
     """Live keys matching a NATS subject pattern."""
-    out: list[str] = []
-    try:
-        watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-    except (TimeoutError, nats.errors.Error) as err:
-        raise _wrap(err) from err
-    try:
-        while True:
-            try:
-                entry = await watcher.updates(timeout=5.0)
-            except nats.errors.TimeoutError as err:
-                raise BusError(f"NATS: timed out listing {pattern}") from err
-            if entry is None:
-                break
-            out.append(entry.key)
-            if not entry.delta:
-                break
-    finally:
-        try:
-            await watcher.stop()
-        except (TimeoutError, nats.errors.Error):
-            pass
-    return out
+    return [_key_of(kv, m.subject) for m in await _newest(kv, pattern)]
 
 
 async def follow(

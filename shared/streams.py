@@ -24,6 +24,10 @@ _TIMEOUT = 5.0
 _MAX_BATCH = 1000
 
 
+class TooManyResults(BusError):
+    """The server refuses a multi-subject read this large (it caps them near 1024)."""
+
+
 @dataclass(frozen=True)
 class StoredMsg:
     subject: str
@@ -31,6 +35,7 @@ class StoredMsg:
     time: str
     data: bytes
     num_pending: int  # messages on this subject stored after this one
+    headers: dict[str, str]
 
 
 def _stored(msg: Msg) -> StoredMsg:
@@ -41,6 +46,7 @@ def _stored(msg: Msg) -> StoredMsg:
         time=h.get("Nats-Time-Stamp", ""),
         data=msg.data,
         num_pending=int(h.get("Nats-Num-Pending", "0")),
+        headers=dict(h),
     )
 
 
@@ -64,6 +70,8 @@ async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[Sto
                 continue
             if status in ("204", "404", "408"):
                 return out
+            if status == "413":
+                raise TooManyResults(f"NATS: too many subjects in one read of {stream}")
             raise BusError(f"NATS: direct get on {stream} failed with status {status}")
     except (TimeoutError, nats.errors.Error) as err:
         if isinstance(err, BusError):
@@ -98,8 +106,24 @@ async def read_from(
 
 
 async def newest_per_subject(nc: NATS, stream: str, pattern: str) -> list[StoredMsg]:
-    """The newest stored message of every subject matching `pattern`."""
-    return await _request_many(nc, stream, {"multi_last": [pattern], "batch": _MAX_BATCH})
+    """The newest stored message of every subject matching `pattern`, in sequence order."""
+    try:
+        return await _request_many(nc, stream, {"multi_last": [pattern]})
+    except TooManyResults:
+        pass
+    # More subjects than one request may return: read everything, keep the newest of each.
+    newest: dict[str, StoredMsg] = {}
+    seq = 1
+    while True:
+        got = await _request_many(
+            nc, stream, {"seq": seq, "next_by_subj": pattern, "batch": _MAX_BATCH}
+        )
+        for msg in got:
+            newest[msg.subject] = msg
+        if not got or got[-1].num_pending == 0:
+            break
+        seq = got[-1].seq + 1
+    return sorted(newest.values(), key=lambda m: m.seq)
 
 
 async def last_n(nc: NATS, stream: str, subject: str, n: int) -> list[StoredMsg]:
