@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -129,8 +130,10 @@ class Executor:
 
     async def start(self, project: str, service: str, action: StartTask, outcome: Outcome) -> None:
         td = action.definition
+        t0 = time.monotonic()
         try:
             await self.host.pull(td)
+            t1 = time.monotonic()
             async with self.admission:
                 # The planner saw enough free memory; check again now that no other
                 # service can take it between this check and the container's creation.
@@ -138,7 +141,16 @@ class Executor:
                     return
                 task_id = new_task_id(td.revision)
                 container_id = await self.host.create(td, task_id)
+            t2 = time.monotonic()
             await self.host.start(container_id)
+            log.debug(
+                "%s.%s: pull %.0f ms, create %.0f ms, start %.0f ms",
+                project,
+                service,
+                (t1 - t0) * 1000,
+                (t2 - t1) * 1000,
+                (time.monotonic() - t2) * 1000,
+            )
         except ImageNotFound as err:
             outcome.start_problem = (td.revision, str(err), True)
             return

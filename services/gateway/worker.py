@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -41,6 +42,7 @@ class Gateway:
         self.routes: dict[str, tuple[Route, int]] = {}
         self.applied: dict[str, tuple[Route, int]] = {}
         self.pending_acks: dict[str, tuple[int, set[str], float]] = {}
+        self.loaded: dict[str, Any] | None = None
         self.changed = asyncio.Event()
         self.rewatch = asyncio.Event()
         self.ready = False
@@ -72,9 +74,11 @@ class Gateway:
     async def sync(self) -> None:
         """Make Caddy's config match the routes; queue acknowledgements."""
         desired = build_config(self.settings, {k: r for k, (r, _) in self.routes.items()})
-        current = await self.caddy.config()
-        if current != desired:
+        # Routes changed since the last load: load without asking. Otherwise compare with
+        # what Caddy has, which also catches a Caddy that restarted with its base config.
+        if desired != self.loaded or await self.caddy.config() != desired:
             await self.caddy.load(desired)
+            self.loaded = desired
             log.info("loaded %d routes into Caddy", len(self.routes))
         now = asyncio.get_running_loop().time()
         for key, (route, rev) in self.routes.items():
@@ -127,7 +131,12 @@ class Gateway:
                 await self.sync()
                 while self.pending_acks and not self.changed.is_set() and not stop.is_set():
                     await self.acknowledge()
-                    await asyncio.sleep(DRAIN_POLL_S)
+                    if self.pending_acks:
+                        # poll the drain, but wake at once for a route change
+                        try:
+                            await asyncio.wait_for(self.changed.wait(), DRAIN_POLL_S)
+                        except TimeoutError:
+                            pass
             except CaddyUnavailable as err:
                 log.warning("Caddy: %s", err)
                 await _sleep_or_stop(stop, 0.5)
