@@ -21,44 +21,44 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
 
 # ---------------------------------------------------------------- service
-class ServiceCreated(Event, tag="service.created", kw_only=True):
+class ServiceCreated(Event, tag="service.created", frozen=True, kw_only=True):
     pass
 
 
-class ServiceUpdated(Event, tag="service.updated", kw_only=True):
+class ServiceUpdated(Event, tag="service.updated", frozen=True, kw_only=True):
     revision: int
     image: str = ""
 
 
-class ServiceDeleting(Event, tag="service.deleting", kw_only=True):
+class ServiceDeleting(Event, tag="service.deleting", frozen=True, kw_only=True):
     pass
 
 
-class ServiceDeleted(Event, tag="service.deleted", kw_only=True):
+class ServiceDeleted(Event, tag="service.deleted", frozen=True, kw_only=True):
     pass
 
 
-class ServiceWarning(Event, tag="service.warning", kw_only=True):
+class ServiceWarning(Event, tag="service.warning", frozen=True, kw_only=True):
     revision: int = 0
 
 
 # ---------------------------------------------------------------- deployment
-class DeploymentStarted(Event, tag="deployment.started", kw_only=True):
+class DeploymentStarted(Event, tag="deployment.started", frozen=True, kw_only=True):
     revision: int
 
 
-class DeploymentPending(Event, tag="deployment.pending", kw_only=True):
+class DeploymentPending(Event, tag="deployment.pending", frozen=True, kw_only=True):
     revision: int
     needed_mb: int
     free_mb: int
     capacity_mb: int
 
 
-class DeploymentCompleted(Event, tag="deployment.completed", kw_only=True):
+class DeploymentCompleted(Event, tag="deployment.completed", frozen=True, kw_only=True):
     revision: int
 
 
-class DeploymentFailed(Event, tag="deployment.failed", kw_only=True):
+class DeploymentFailed(Event, tag="deployment.failed", frozen=True, kw_only=True):
     revision: int
     reason: str
     rolled_back_to: int = 0
@@ -66,57 +66,57 @@ class DeploymentFailed(Event, tag="deployment.failed", kw_only=True):
 
 
 # ---------------------------------------------------------------- tasks
-class TaskStarted(Event, tag="task.started", kw_only=True):
+class TaskStarted(Event, tag="task.started", frozen=True, kw_only=True):
     task: str
     revision: int
     host_port: int | None = None
 
 
-class TaskHealthy(Event, tag="task.healthy", kw_only=True):
+class TaskHealthy(Event, tag="task.healthy", frozen=True, kw_only=True):
     task: str
     revision: int
 
 
-class TaskUnhealthy(Event, tag="task.unhealthy", kw_only=True):
+class TaskUnhealthy(Event, tag="task.unhealthy", frozen=True, kw_only=True):
     task: str
     revision: int
     description: str
 
 
-class TaskExited(Event, tag="task.exited", kw_only=True):
+class TaskExited(Event, tag="task.exited", frozen=True, kw_only=True):
     task: str
     revision: int
     exit_code: int
     last_lines: list[str] = []
 
 
-class TaskOomKilled(Event, tag="task.oom_killed", kw_only=True):
+class TaskOomKilled(Event, tag="task.oom_killed", frozen=True, kw_only=True):
     task: str
     revision: int
     memory_limit_mb: int
     last_lines: list[str] = []
 
 
-class TaskRestarting(Event, tag="task.restarting", kw_only=True):
+class TaskRestarting(Event, tag="task.restarting", frozen=True, kw_only=True):
     task: str
     revision: int
     attempt: int
     delay_s: float
 
 
-class TaskStopped(Event, tag="task.stopped", kw_only=True):
+class TaskStopped(Event, tag="task.stopped", frozen=True, kw_only=True):
     task: str
     revision: int
     reason: str
 
 
-class TargetRegistered(Event, tag="target.registered", kw_only=True):
+class TargetRegistered(Event, tag="target.registered", frozen=True, kw_only=True):
     task: str
     revision: int
     target: str
 
 
-class TargetDeregistered(Event, tag="target.deregistered", kw_only=True):
+class TargetDeregistered(Event, tag="target.deregistered", frozen=True, kw_only=True):
     task: str
     revision: int
     target: str
@@ -143,10 +143,10 @@ AnyEvent = (
     | TargetDeregistered
 )
 
-EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__
 
 _encoder = msgspec.json.Encoder()
-_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 
 
 def encode_event(event: Event) -> bytes:

@@ -121,9 +121,7 @@ async def _newest(bucket: KeyValue, pattern: str) -> list[StoredMsg]:
     Reads with one direct-get request instead of a watcher: a watcher's
     "no more values" marker can arrive before the values themselves.
     """
-    found = await newest_per_subject(
-        bucket._js._nc, bucket._stream, _kv_subject(bucket, pattern)
-    )
+    found = await newest_per_subject(bucket._js._nc, bucket._stream, _kv_subject(bucket, pattern))
     return [m for m in found if m.headers.get("KV-Operation") not in ("DEL", "PURGE")]
 
 
@@ -171,7 +169,7 @@ async def follow(
         try:
             while not stop.is_set() and not rewatch.is_set():
                 try:
-                    entry = await watcher.updates(timeout=1.0)
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
                 except nats.errors.TimeoutError:
                     continue
                 if entry is None:
@@ -180,6 +178,6 @@ async def follow(
                 on_entry(entry.key, None if deleted else entry.value, entry.revision or 0)
         finally:
             try:
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
             except (TimeoutError, nats.errors.Error):
                 pass

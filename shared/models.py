@@ -19,7 +19,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # ---------------------------------------------------------------- users and tokens
-class UserRecord(Record, kw_only=True):
+class UserRecord(Record, frozen=True, kw_only=True):
     username: str
     password_hash: str
     projects: list[str]
@@ -27,14 +27,14 @@ class UserRecord(Record, kw_only=True):
     updated_at: str
 
 
-class TokenRecord(Record, kw_only=True):
+class TokenRecord(Record, frozen=True, kw_only=True):
     username: str
     project: str
     issued_at: float
     expires_at: float
 
 
-class RegistryCredential(Record, kw_only=True):
+class RegistryCredential(Record, frozen=True, kw_only=True):
     """A Docker credential for one service's repository. Only a digest is kept."""
 
     project: str
@@ -46,18 +46,18 @@ class RegistryCredential(Record, kw_only=True):
 
 
 # ---------------------------------------------------------------- services
-class HealthCheck(Record, kw_only=True):
+class HealthCheck(Record, frozen=True, kw_only=True):
     rel_path: str = "/"
     status_codes: str = "200-499"
     interval: int = 10
 
 
-class EnvVar(Record, kw_only=True):
+class EnvVar(Record, frozen=True, kw_only=True):
     name: str
     value: str
 
 
-class TaskDefinition(Record, kw_only=True):
+class TaskDefinition(Record, frozen=True, kw_only=True):
     """One immutable revision of a service's definition (like an ECS task definition)."""
 
     project: str
@@ -74,7 +74,7 @@ class TaskDefinition(Record, kw_only=True):
     rolled_back_from: int | None = None
 
 
-class ServiceRecord(Record, kw_only=True):
+class ServiceRecord(Record, frozen=True, kw_only=True):
     """Desired state of a service. Written only by the api, with compare-and-set."""
 
     project: str
@@ -94,7 +94,7 @@ TaskHealth = Literal["INITIAL", "HEALTHY", "UNHEALTHY", "DRAINING", "UNUSED"]
 DeploymentPhase = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"]
 
 
-class TaskState(Record, kw_only=True):
+class TaskState(Record, frozen=True, kw_only=True):
     task_id: str
     container_id: str
     revision: int
@@ -109,7 +109,7 @@ class TaskState(Record, kw_only=True):
     stopped_reason: str = ""
 
 
-class DeploymentState(Record, kw_only=True):
+class DeploymentState(Record, frozen=True, kw_only=True):
     revision: int
     phase: DeploymentPhase
     reason: str = ""
@@ -117,7 +117,7 @@ class DeploymentState(Record, kw_only=True):
     updated_at: str
 
 
-class ServiceStatus(Record, kw_only=True):
+class ServiceStatus(Record, frozen=True, kw_only=True):
     """Observed state of a service, written only by the deployer that runs it."""
 
     project: str
@@ -133,7 +133,7 @@ class ServiceStatus(Record, kw_only=True):
     drained: bool = False
 
 
-class Route(Record, kw_only=True):
+class Route(Record, frozen=True, kw_only=True):
     """Where the gateway sends a service's traffic. Written by the deployer."""
 
     project: str
@@ -143,7 +143,7 @@ class Route(Record, kw_only=True):
     updated_at: str
 
 
-class GatewayAck(Record, kw_only=True):
+class GatewayAck(Record, frozen=True, kw_only=True):
     """Written by the gateway once a route is live and removed upstreams are idle."""
 
     route_revision: int
@@ -151,7 +151,7 @@ class GatewayAck(Record, kw_only=True):
     applied_at: str
 
 
-class LogLine(Record, kw_only=True):
+class LogLine(Record, frozen=True, kw_only=True):
     """One line of container output on the LOGS stream."""
 
     time: str
@@ -161,7 +161,7 @@ class LogLine(Record, kw_only=True):
     task: str
 
 
-class LogCursor(Record, kw_only=True):
+class LogCursor(Record, frozen=True, kw_only=True):
     """How far the collector has published a container's output."""
 
     timestamp: str

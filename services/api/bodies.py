@@ -18,29 +18,29 @@ class Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     pass
 
 
-class TokenRequest(Body, kw_only=True):
+class TokenRequest(Body, frozen=True, kw_only=True):
     username: str
     password: str
     project: str
 
 
-class HealthCheckBody(Body, kw_only=True):
+class HealthCheckBody(Body, frozen=True, kw_only=True):
     rel_path: str
     status_codes: str
     interval: int
 
 
-class CreateServiceRequest(Body, kw_only=True):
+class CreateServiceRequest(Body, frozen=True, kw_only=True):
     name: str
     health_check: HealthCheckBody | None = None
 
 
-class EnvVarBody(Body, kw_only=True):
+class EnvVarBody(Body, frozen=True, kw_only=True):
     name: str
     value: str
 
 
-class ServiceDefinitionBody(Body, rename="kebab", kw_only=True):
+class ServiceDefinitionBody(Body, rename="kebab", frozen=True, kw_only=True):
     container_tag: str
     memory_reservation: int
     memory_limit: int
@@ -48,7 +48,7 @@ class ServiceDefinitionBody(Body, rename="kebab", kw_only=True):
     environment: list[EnvVarBody]
 
 
-class RollbackRequest(Body, kw_only=True):
+class RollbackRequest(Body, frozen=True, kw_only=True):
     revision: int | None = None
 
 
@@ -60,7 +60,7 @@ _decoders: dict[type[Body], msgspec.json.Decoder[Body]] = {}
 def decode_body(cls: type[B], data: bytes) -> B:
     dec = _decoders.get(cls)
     if dec is None:
-        dec = _decoders[cls] = msgspec.json.Decoder(cls)  # type: ignore[assignment]
+        dec = _decoders[cls] = msgspec.json.Decoder(cls)
     try:
         result: B = dec.decode(data)  # type: ignore[assignment]
     except msgspec.ValidationError as err:

@@ -63,9 +63,39 @@ _NAME_PARAM = {
     "or digit; project and name together (with '-') at most 32 characters",
     "schema": {"type": "string", "pattern": "^[a-z]([a-z0-9-]*[a-z0-9])?$", "maxLength": 30},
 }
-_AUTH = [{"token": []}, {"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"token": []}, {"bearer": []}]
 _DENIED = _err("missing, malformed, expired or revoked session token")
 _UNKNOWN = _err("no such service in the caller's project")
+
+
+def _websocket(summary: str, description: str) -> dict[str, Any]:
+    """A websocket endpoint (logs/follow, events/follow): a GET that upgrades."""
+    return {
+        "parameters": [_NAME_PARAM],
+        "get": {
+            "summary": summary,
+            "description": description + " Besides the X-Auth-Token or Bearer header, the token "
+            "may be sent as the `token` query parameter or as the websocket subprotocol "
+            "`servicectl.token.<token>` (offered together with `servicectl.v1`).",
+            "security": [{"token": []}, {"bearer": []}, {"token_query": []}],
+            "parameters": [
+                {
+                    "name": "tail",
+                    "in": "query",
+                    "required": False,
+                    "description": "how many stored messages to send first (default 0)",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 10000},
+                },
+            ],
+            "responses": {
+                "101": {"description": "switching to the websocket protocol"},
+                "400": _err("not a websocket request, or bad tail"),
+                "403": _DENIED,
+                "404": _UNKNOWN,
+                "503": _err("bus unavailable"),
+            },
+        },
+    }
 
 
 @cache
@@ -107,7 +137,7 @@ def spec(prefix: str) -> dict[str, Any]:
         "name": "tail",
         "in": "query",
         "required": False,
-        "description": "logs view: lines per log stream (default 20)",
+        "description": "logs view: lines per log stream (default 20; tail * streams <= 100000)",
         "schema": {"type": "integer", "minimum": 0, "maximum": 10000},
     }
     streams_param = {
@@ -227,6 +257,18 @@ def spec(prefix: str) -> dict[str, Any]:
                 },
             },
         },
+        f"{one}/logs/follow": _websocket(
+            "Websocket: the service's log lines as they are written, across task replacements",
+            'text messages: {"type": "log", "task", "stream", "time", "n", "message"}; '
+            '{"type": "live"} once the backlog is sent; {"type": "missed", "count"} when a '
+            "slow client lost lines. Closes with 4404 when the service is deleted, 4403 when "
+            "the token expires or is revoked, 1001 when the api shuts down.",
+        ),
+        f"{one}/events/follow": _websocket(
+            "Websocket: the service's events as they happen",
+            "text messages: each event as JSON (see docs/EVENTS.md), plus the control messages "
+            "and close codes of logs/follow.",
+        ),
     }
     del token_s, create_s, definition_s, rollback_s
     return {
@@ -243,6 +285,7 @@ def spec(prefix: str) -> dict[str, Any]:
             "securitySchemes": {
                 "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "token_query": {"type": "apiKey", "in": "query", "name": "token"},
             },
         },
     }

@@ -114,7 +114,7 @@ class DockerHost:
                 container_id=item["Id"],
                 service_uid=labels.get(names.LABEL_SERVICE_UID, ""),
                 revision=_int_label(labels, names.LABEL_REVISION),
-                state=state if state in _STATES else "dead",  # type: ignore[arg-type]
+                state=state if state in _STATES else "dead",
                 created_at=created,
                 memory_reservation=_int_label(labels, names.LABEL_MEMORY_RESERVATION),
                 memory_limit=_int_label(labels, names.LABEL_MEMORY_LIMIT),
@@ -127,6 +127,22 @@ class DockerHost:
                 (labels.get(names.LABEL_PROJECT, ""), labels.get(names.LABEL_SERVICE, ""), task)
             )
         return out
+
+    async def reserved_mb(self) -> int:
+        """Memory reserved by the platform's live containers (one cheap list call)."""
+        filters = json.loads(self._filters(None, None))
+        filters["status"] = ["created", "running", "paused", "restarting"]
+        try:
+            raw = await self.docker._query_json(
+                "containers/json",
+                method="GET",
+                params={"all": "1", "filters": json.dumps(filters)},
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable(f"cannot list containers: {err}") from err
+        return sum(
+            _int_label(item.get("Labels") or {}, names.LABEL_MEMORY_RESERVATION) for item in raw
+        )
 
     async def _inspect(self, container_id: str) -> dict[str, Any] | None:
         try:

@@ -181,7 +181,7 @@ class Executor:
             if lines and hasattr(event, "last_lines"):
                 tail = " | ".join(lines[-3:])
                 event = msgspec.structs.replace(
-                    event,  # type: ignore[type-var]
+                    event,
                     last_lines=lines,
                     message=f"{event.message}. Last output: {tail}",
                 )
