@@ -84,11 +84,6 @@ async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[Sto
             pass
 
 
-async def first_at_or_after(nc: NATS, stream: str, subject: str, seq: int) -> StoredMsg | None:
-    found = await _request_many(nc, stream, {"seq": max(seq, 1), "next_by_subj": subject})
-    return found[0] if found else None
-
-
 async def read_from(
     nc: NATS, stream: str, subject: str, start_seq: int, count: int
 ) -> list[StoredMsg]:
@@ -126,32 +121,38 @@ async def newest_per_subject(nc: NATS, stream: str, pattern: str) -> list[Stored
     return sorted(newest.values(), key=lambda m: m.seq)
 
 
-async def last_n(nc: NATS, stream: str, subject: str, n: int) -> list[StoredMsg]:
-    """The last `n` stored messages of one subject, oldest first."""
-    if n <= 0:
-        return []
-    first = await first_at_or_after(nc, stream, subject, 1)
-    if first is None:
-        return []
-    if first.num_pending < n:
-        return await read_from(nc, stream, subject, first.seq, n)
-    # Binary search for the lowest sequence whose next message on the subject
-    # has at most n-1 messages after it: that message is the n-th from last.
-    lo, hi = first.seq, None
-    last = await _request_many(nc, stream, {"last_by_subj": subject})
-    if not last:
-        return []
-    hi = last[0].seq
-    start = hi
+async def start_of_last(nc: NATS, stream: str, pattern: str, n: int, hi: int = 0) -> int | None:
+    """Sequence of the n-th newest message matching `pattern`; None if none is stored.
+
+    A binary search on `Nats-Num-Pending` (how many matching messages follow
+    one), which direct get reports for batch reads only. `hi`, if known, is the
+    sequence of the newest matching message.
+    """
+    first = await read_from(nc, stream, pattern, 1, 1)
+    if not first:
+        return None
+    if first[0].num_pending + 1 <= n:
+        return first[0].seq
+    if not hi:
+        hi = max(m.seq for m in await newest_per_subject(nc, stream, pattern))
+    lo, start = first[0].seq, hi
     while lo <= hi:
         mid = (lo + hi) // 2
-        msg = await first_at_or_after(nc, stream, subject, mid)
-        if msg is None:
+        got = await read_from(nc, stream, pattern, mid, 1)
+        if not got:
             hi = mid - 1
-            continue
-        if msg.num_pending <= n - 1:
-            start = msg.seq
-            hi = mid - 1
+        elif got[0].num_pending + 1 <= n:
+            start, hi = got[0].seq, mid - 1
         else:
-            lo = msg.seq + 1
+            lo = got[0].seq + 1
+    return start
+
+
+async def last_n(nc: NATS, stream: str, subject: str, n: int, hi: int = 0) -> list[StoredMsg]:
+    """The last `n` stored messages of `subject` (wildcards allowed), oldest first."""
+    if n <= 0:
+        return []
+    start = await start_of_last(nc, stream, subject, n, hi)
+    if start is None:
+        return []
     return await read_from(nc, stream, subject, start, n)

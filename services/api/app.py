@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.api import handlers_auth, handlers_registry, handlers_services, openapi
+from services.api import (
+    handlers_auth,
+    handlers_logs,
+    handlers_registry,
+    handlers_services,
+    openapi,
+    tails,
+)
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
 from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
@@ -77,13 +84,18 @@ def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.
     )
     app[SETTINGS] = settings
     app[STOPPING] = stop if stop is not None else asyncio.Event()
-    app[handlers_services.VIEWS] = {
+    views: dict[str, handlers_services.ViewHandler] = {
         "status": handlers_services.status_view,
         "docker": handlers_registry.docker_view,
+        "logs": handlers_logs.logs_view,
     }
+    app[handlers_services.VIEWS] = views
     add_routes(app.router, "")
+    tails.add_log_routes(app.router, "")
     if settings.api_prefix:
         add_routes(app.router, settings.api_prefix)
+        tails.add_log_routes(app.router, settings.api_prefix)
+    tails.setup(app)
     app.cleanup_ctx.append(_nats_ctx)
     return app
 

@@ -95,7 +95,7 @@ class Deleter:
             await self.store.delete_service(record.project, record.name, found.revision)
         except Conflict:
             return False
-        await self.store.purge_events(record.project, record.name)
+        await self.store.purge_history(record.project, record.name)
         await self.store.publish_event(
             ServiceDeleted(
                 project=record.project,

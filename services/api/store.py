@@ -142,10 +142,13 @@ class Store:
                 continue
         return out
 
-    async def purge_events(self, project: str, name: str) -> None:
-        try:
-            await self.bus.js.purge_stream(
-                names.STREAM_EVENTS, subject=names.events_subject(project, name)
-            )
-        except (TimeoutError, nats.errors.Error) as err:
-            raise BusError(f"NATS: could not purge events: {err}") from err
+    async def purge_history(self, project: str, name: str) -> None:
+        """Drop a deleted service's events and log lines."""
+        for stream, subject in (
+            (names.STREAM_EVENTS, names.events_subject(project, name)),
+            (names.STREAM_LOGS, names.logs_of_service(project, name)),
+        ):
+            try:
+                await self.bus.js.purge_stream(stream, subject=subject)
+            except (TimeoutError, nats.errors.Error) as err:
+                raise BusError(f"NATS: could not purge {stream}: {err}") from err

@@ -1,0 +1,99 @@
+"""The `view=logs` REST view: the last lines of a service's most recent log streams.
+
+`GET /services/<name>?view=logs&tail=N&streams=M` answers the last N lines of
+each of the M most recent log streams (a task's subject is its stream), newest
+stream first, in the shape clfpy prints. The websocket tails live in `tails`.
+
+Reads NATS through `shared.streams` only; must not import nats or touch Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from services.api import auth
+from services.api.errors import BadRequest
+from services.api.keys import BUS
+from shared import names, streams
+from shared.bus import Bus
+from shared.clock import iso, parse_iso
+from shared.models import LogLine, ServiceRecord, decode
+
+TAIL_DEFAULT, TAIL_MAX = 20, 10_000
+STREAMS_DEFAULT, STREAMS_MAX = 1, 100
+LINES_MAX = 100_000  # tail * streams: bounds the size of one answer
+_DOCKER_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.(\d{3})\d*Z")
+
+
+# ------------------------------------------------------------------ pure helpers
+def int_param(query: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw):
+        raise BadRequest(f"{name} must be an integer between {lo} and {hi}, got {raw[:40]!r}")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def display_time(ts: str) -> str:
+    """A Docker timestamp (nanoseconds) in the platform's format (UTC, milliseconds)."""
+    m = _DOCKER_TIME.fullmatch(ts)
+    if m is not None:
+        return f"{m.group(1)}.{m.group(2)}Z"
+    try:
+        return iso(parse_iso(ts))
+    except ValueError:
+        return ts
+
+
+def log_event(line: LogLine) -> dict[str, Any]:
+    return {
+        "time": display_time(line.time),
+        "message": line.line,
+        "stream": line.stream,
+        "n": line.n,
+    }
+
+
+# ------------------------------------------------------------------ reading the streams
+async def _last_lines(bus: Bus, newest: streams.StoredMsg, n: int) -> list[dict[str, Any]]:
+    if n == 0:
+        return []
+    events = []
+    for m in await streams.last_n(bus.nc, names.STREAM_LOGS, newest.subject, n, newest.seq):
+        try:
+            events.append(log_event(decode(LogLine, m.data)))
+        except msgspec.DecodeError:
+            continue
+    return events
+
+
+async def logs_view(
+    request: web.Request, who: auth.Principal, record: ServiceRecord
+) -> web.Response:
+    tail = int_param(request.query, "tail", TAIL_DEFAULT, 0, TAIL_MAX)
+    count = int_param(request.query, "streams", STREAMS_DEFAULT, 1, STREAMS_MAX)
+    if tail * count > LINES_MAX:
+        raise BadRequest(f"tail * streams must be at most {LINES_MAX}, got {tail} * {count}")
+    bus = request.app[BUS]
+    pattern = names.logs_of_service(record.project, record.name)
+    newest = await streams.newest_per_subject(bus.nc, names.STREAM_LOGS, pattern)
+    chosen = sorted(newest, key=lambda m: m.seq, reverse=True)[:count]
+    found = await asyncio.gather(*(_last_lines(bus, m, tail) for m in chosen))
+    return web.json_response(
+        {
+            "logs": [
+                {"stream_name": names.task_of_logs_subject(m.subject), "log_events": events}
+                for m, events in zip(chosen, found, strict=True)
+            ]
+        }
+    )

@@ -1,0 +1,369 @@
+"""Websocket tails of a service's logs and events.
+
+`GET /services/<name>/logs/follow?tail=N` and `.../events/follow?tail=N` are
+websockets: an optional backlog, then every new line (across task
+replacements) or event as one JSON text message, read from the stream in order
+by sequence. A wake-up subscription on the subjects makes new messages go out
+at once; a slow poll covers NATS restarts.
+
+Every client has a bounded outbox: a client that reads too slowly misses
+lines (and is told how many), it never holds up NATS or other clients. A tail
+closes with a reason when the service is deleted, the token expires or is
+revoked (4403/4404), or the api shuts down (1001).
+
+Reads NATS through `shared.streams`, `shared.kv` and the `Store`; must not
+import nats or touch Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from services.api import auth
+from services.api.errors import BadRequest, Unauthorized
+from services.api.handlers_logs import TAIL_MAX, int_param, log_event
+from services.api.handlers_services import find_service, principal
+from services.api.keys import BUS, STORE
+from shared import kv, names, streams
+from shared.bus import Bus, BusError
+from shared.clock import now
+from shared.models import LogLine, ServiceRecord, decode
+
+log = logging.getLogger(__name__)
+
+FOLLOW_TAIL_DEFAULT = 0
+OUTBOX_MESSAGES, OUTBOX_BYTES = 1000, 1024 * 1024
+SUBPROTOCOL = "servicectl.v1"
+TOKEN_SUBPROTOCOL = "servicectl.token."  # + the session token
+CLOSE_FORBIDDEN, CLOSE_GONE = 4403, 4404
+POLL_S = 1.0  # safety net: read even without a wake-up (e.g. just after a NATS restart)
+CHECK_S = 5.0  # how often the token and the service are checked again
+FINAL_S = 1.0  # after a deletion: time for the last lines and events to arrive
+HEARTBEAT_S = 30.0
+READ_BATCH = 500
+
+SOCKETS = web.AppKey("log_sockets", set[web.WebSocketResponse])
+
+
+def token_from_protocols(header: str) -> str | None:
+    for proto in header.split(","):
+        proto = proto.strip()
+        if proto.startswith(TOKEN_SUBPROTOCOL):
+            return proto[len(TOKEN_SUBPROTOCOL) :]
+    return None
+
+
+class Outbox:
+    """A client's bounded queue of text messages; what does not fit is counted as missed."""
+
+    def __init__(self, max_messages: int = OUTBOX_MESSAGES, max_bytes: int = OUTBOX_BYTES):
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.missed = 0
+        self.total_missed = 0
+        self._items: deque[str] = deque()
+        self._bytes = 0
+        self._ready = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _fits(self, count: int, size: int) -> bool:
+        if not self._items:
+            return True  # always room for something, however large
+        return (
+            len(self._items) + count <= self.max_messages and self._bytes + size <= self.max_bytes
+        )
+
+    def _push(self, text: str) -> None:
+        self._items.append(text)
+        self._bytes += len(text)
+        self._ready.set()
+        self._empty.clear()
+
+    def offer(self, text: str) -> bool:
+        """Queue a message, after a notice of what was missed; False if it does not fit."""
+        notice = json.dumps({"type": "missed", "count": self.missed}) if self.missed else ""
+        if not self._fits(2 if notice else 1, len(notice) + len(text)):
+            self.missed += 1
+            self.total_missed += 1
+            return False
+        if notice:
+            self._push(notice)
+            self.missed = 0
+        self._push(text)
+        return True
+
+    async def get(self) -> str:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        text = self._items.popleft()
+        self._bytes -= len(text)
+        if not self._items:
+            self._empty.set()
+        return text
+
+    async def wait_empty(self) -> None:
+        await self._empty.wait()
+
+
+# ------------------------------------------------------------------ websocket tails
+@dataclass(frozen=True)
+class TailSpec:
+    stream: str
+    pattern: str
+    render: Callable[[streams.StoredMsg], str | None]
+
+
+def _render_log(msg: streams.StoredMsg) -> str | None:
+    try:
+        line = decode(LogLine, msg.data)
+    except msgspec.DecodeError:
+        return None
+    return json.dumps({"type": "log", "task": line.task, **log_event(line)})
+
+
+def _render_event(msg: streams.StoredMsg) -> str | None:
+    return msg.data.decode("utf-8", "replace")
+
+
+async def _ws_principal(request: web.Request) -> auth.Principal:
+    """Who asks: a token from a header, the `token` parameter or a subprotocol."""
+    if "X-Auth-Token" in request.headers or "Authorization" in request.headers:
+        return await principal(request)
+    token = request.query.get("token") or token_from_protocols(
+        request.headers.get("Sec-WebSocket-Protocol", "")
+    )
+    if not token:
+        raise Unauthorized(
+            "missing session token: send it in the X-Auth-Token header, as the 'token' query "
+            f"parameter or as websocket subprotocol '{TOKEN_SUBPROTOCOL}<token>'"
+        )
+    return await auth.check_token(request.app[STORE], token)
+
+
+class Tail:
+    """One websocket client: pump (NATS to outbox), writer (outbox to client), guard."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        ws: web.WebSocketResponse,
+        spec: TailSpec,
+        who: auth.Principal,
+        record: ServiceRecord,
+        start: int,
+    ) -> None:
+        self.app = app
+        self.ws = ws
+        self.spec = spec
+        self.who = who
+        self.record = record
+        self.seq = start
+        self.outbox = Outbox()
+        self.wake = asyncio.Event()
+        self.gone = asyncio.Event()
+
+    async def pump(self) -> None:
+        nc = self.app[BUS].nc
+        spec = self.spec
+        live = False
+        delay = POLL_S
+        while True:
+            self.wake.clear()
+            try:
+                got = await streams.read_from(nc, spec.stream, spec.pattern, self.seq, READ_BATCH)
+            except BusError as err:
+                log.debug("tail of %s: %s", spec.pattern, err)
+                await asyncio.sleep(0.5)
+                continue
+            for m in got:
+                self.seq = m.seq + 1
+                text = spec.render(m)
+                if text is not None:
+                    self.outbox.offer(text)
+            if len(got) >= READ_BATCH:
+                continue
+            if not live:
+                live = True
+                self.outbox.offer(json.dumps({"type": "live"}))
+            # A wake-up can arrive before the stream has stored the message: after an
+            # empty read look again soon, backing off to the poll interval.
+            delay = POLL_S if got else min(POLL_S, delay * 4)
+            try:
+                await asyncio.wait_for(self.wake.wait(), delay)
+                delay = 0.005
+            except TimeoutError:
+                pass
+
+    async def write(self) -> None:
+        while True:
+            await self.ws.send_str(await self.outbox.get())
+
+    def on_service(self, _key: str, value: bytes | None, _rev: int) -> None:
+        try:
+            record = decode(ServiceRecord, value) if value else None
+        except msgspec.DecodeError:
+            return
+        if record is None or record.uid != self.record.uid:
+            self.gone.set()
+
+    async def guard(self) -> tuple[int, str]:
+        """Wait until the tail must end: (close code, reason)."""
+        store = self.app[STORE]
+        bus = self.app[BUS]
+        project, name = self.record.project, self.record.name
+        stop, rewatch = asyncio.Event(), asyncio.Event()
+
+        async def on_reconnect() -> None:
+            rewatch.set()  # the watcher's consumer did not survive the reconnect
+
+        bus.reconnect_callbacks.append(on_reconnect)
+        key = names.service_key(project, name)
+        watch = asyncio.create_task(kv.follow(bus.kv.services, key, self.on_service, stop, rewatch))
+        try:
+            while True:
+                wait = max(0.0, min(CHECK_S, self.who.expires_at - now()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.gone.wait(), wait)
+                if self.gone.is_set():
+                    return CLOSE_GONE, f"service {name} was deleted"
+                if self.who.expires_at <= now():
+                    return CLOSE_FORBIDDEN, "session token expired; log in again"
+                try:
+                    token = await store.get_token(self.who.token_digest)
+                    current = await store.get_service(project, name)
+                except BusError:
+                    continue  # NATS is away: check again later
+                if token is None:
+                    return CLOSE_FORBIDDEN, "session token revoked"
+                if current is None or current.value.uid != self.record.uid:
+                    return CLOSE_GONE, f"service {name} was deleted"
+        finally:
+            stop.set()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            with contextlib.suppress(ValueError):
+                bus.reconnect_callbacks.remove(on_reconnect)
+
+    async def end(self) -> None:
+        code, reason = await self.guard()
+        if code == CLOSE_GONE:
+            await asyncio.sleep(FINAL_S)  # the last lines and the deletion event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.wait_empty(), 2.0)
+        await self.ws.close(code=code, message=reason.encode())
+
+
+async def _start_seq(bus: Bus, spec: TailSpec, tail: int) -> int:
+    if tail > 0:
+        start = await streams.start_of_last(bus.nc, spec.stream, spec.pattern, tail)
+        return start if start is not None else 1
+    newest = await streams.newest_per_subject(bus.nc, spec.stream, spec.pattern)
+    return max((m.seq for m in newest), default=0) + 1
+
+
+async def _wake_on(bus: Bus, pattern: str, wake: asyncio.Event) -> Any:
+    """A core subscription that only signals 'something new'; None if it cannot be had."""
+
+    async def on_msg(_msg: Any) -> None:
+        wake.set()
+
+    try:
+        return await bus.nc.subscribe(pattern, cb=on_msg)
+    except Exception as err:  # the nats client's errors; the poll still works without it
+        log.warning("no wake-up subscription on %s: %s", pattern, err)
+        return None
+
+
+async def _serve(
+    request: web.Request, spec_of: Callable[[ServiceRecord], TailSpec]
+) -> web.StreamResponse:
+    who = await _ws_principal(request)
+    record = (await find_service(request, who)).value
+    tail = int_param(request.query, "tail", FOLLOW_TAIL_DEFAULT, 0, TAIL_MAX)
+    ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=4096)
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("this endpoint is a websocket: connect with a websocket client")
+    spec = spec_of(record)
+    bus = request.app[BUS]
+    start = await _start_seq(bus, spec, tail)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    tail_ = Tail(request.app, ws, spec, who, record, start)
+    sub = await _wake_on(bus, spec.pattern, tail_.wake)
+    workers = [asyncio.create_task(tail_.pump()), asyncio.create_task(tail_.write())]
+    ender = asyncio.create_task(tail_.end())
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break  # anything the client sends is ignored
+    finally:
+        sockets.discard(ws)
+        for task in workers:
+            task.cancel()
+        if not ender.done():
+            await asyncio.wait([ender], timeout=0.5)
+            ender.cancel()
+        await asyncio.gather(*workers, ender, return_exceptions=True)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if tail_.outbox.total_missed:
+            log.info(
+                "tail of %s: the client missed %d messages", spec.pattern, tail_.outbox.total_missed
+            )
+    return ws
+
+
+async def follow_logs(request: web.Request) -> web.StreamResponse:
+    return await _serve(
+        request,
+        lambda r: TailSpec(
+            names.STREAM_LOGS, names.logs_of_service(r.project, r.name), _render_log
+        ),
+    )
+
+
+async def follow_events(request: web.Request) -> web.StreamResponse:
+    return await _serve(
+        request,
+        lambda r: TailSpec(
+            names.STREAM_EVENTS, names.events_subject(r.project, r.name), _render_event
+        ),
+    )
+
+
+# ------------------------------------------------------------------ wiring
+async def _close_sockets(app: web.Application) -> None:
+    sockets = app[SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def setup(app: web.Application) -> None:
+    """Keep track of open tails and close them with GOING_AWAY when the api shuts down."""
+    sockets: set[web.WebSocketResponse] = set()
+    app[SOCKETS] = sockets
+    app.on_shutdown.append(_close_sockets)
+
+
+def add_log_routes(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_get(f"{prefix}/services/{{name}}/logs/follow", follow_logs)
+    router.add_get(f"{prefix}/services/{{name}}/events/follow", follow_events)
