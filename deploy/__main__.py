@@ -67,6 +67,8 @@ def up(settings: Settings) -> None:
             ("gateway", f"{settings.gateway_host}:{settings.gateway_port}"),
             ("registry", settings.registry_addr),
             ("caddy admin", settings.caddy_admin),
+            ("gateway fallback", f"127.0.0.1:{settings.gateway_notfound_port}"),
+            ("gateway fallback", f"127.0.0.1:{settings.gateway_unavailable_port}"),
             ("nats", settings.nats_url.split("//", 1)[-1]),
         )
         if _port_in_use(addr)

@@ -65,7 +65,7 @@ def write_registry_config(settings: Settings) -> Path:
 def write_caddy_config(settings: Settings) -> Path:
     path = settings.data_dir / "run" / "caddy.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_config(settings, {}), indent=2) + "\n")
+    path.write_text(json.dumps(build_config(settings), indent=2) + "\n")
     return path
 
 
@@ -101,6 +101,7 @@ def supervisord_config(settings: Settings, root: Path) -> str:
             20,
             f'XDG_CONFIG_HOME="{data / "caddy"}",XDG_DATA_HOME="{data / "caddy"}"',
         ),
+        "dns": (f"{py} -m services.gateway.dns", 15, ""),
         "api": (f"{py} -m services.api", 30, ""),
         "deployer": (f"{py} -m services.deployer", 30, ""),
         "logs": (f"{py} -m services.logs", 30, ""),

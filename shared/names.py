@@ -163,6 +163,22 @@ def caddy_route_id(project: str, service: str) -> str:
 
 CADDY_SERVER: Final = "gateway"
 CADDY_NOT_FOUND_ID: Final = "route-not-found"
+CADDY_NOTFOUND_SERVER: Final = "fallback-not-found"
+CADDY_UNAVAILABLE_SERVER: Final = "fallback-unavailable"
+
+# ---------------------------------------------------------------- gateway DNS
+DNS_SERVICE_SUFFIX: Final = ".svc.servicectl."
+DNS_TARGET: Final = "localhost."
+
+
+def dns_service_label(project: str, service: str) -> str:
+    """The first path segment of a service's URLs, which is also its DNS label."""
+    return f"{project}-{service}"
+
+
+def dns_service_name(label: str) -> str:
+    return f"{label}{DNS_SERVICE_SUFFIX}"
+
 
 # ---------------------------------------------------------------- registry
 REGISTRY_SERVICE: Final = "servicectl-registry"

@@ -82,6 +82,10 @@ class Settings:
     gateway_port: int = 8000
     gateway_public_url: str = "http://127.0.0.1:8000"
     caddy_admin: str = "127.0.0.1:2019"
+    # the gateway's DNS responder and Caddy's two fallback answers (loopback only)
+    gateway_dns_port: int = 8053
+    gateway_notfound_port: int = 8054
+    gateway_unavailable_port: int = 8055
 
     # registry
     registry_addr: str = "127.0.0.1:5000"
@@ -117,6 +121,11 @@ class Settings:
     @property
     def deployer_secret_path(self) -> Path:
         return self.keys_dir / "deployer-registry.secret"
+
+    @property
+    def gateway_routes_path(self) -> Path:
+        """Where the gateway writes the routes its DNS responder answers from."""
+        return self.data_dir / "run" / "gateway-routes.json"
 
     @property
     def registry_url(self) -> str:
@@ -158,6 +167,13 @@ class Settings:
                 env, "SERVICECTL_GATEWAY_PUBLIC_URL", f"http://{gw_host}:{gw_port}"
             ).rstrip("/"),
             caddy_admin=_str(env, "SERVICECTL_CADDY_ADMIN", d.caddy_admin),
+            gateway_dns_port=_int(env, "SERVICECTL_GATEWAY_DNS_PORT", d.gateway_dns_port, 1, 65535),
+            gateway_notfound_port=_int(
+                env, "SERVICECTL_GATEWAY_NOTFOUND_PORT", d.gateway_notfound_port, 1, 65535
+            ),
+            gateway_unavailable_port=_int(
+                env, "SERVICECTL_GATEWAY_UNAVAILABLE_PORT", d.gateway_unavailable_port, 1, 65535
+            ),
             registry_addr=_str(env, "SERVICECTL_REGISTRY_ADDR", d.registry_addr),
             docker_cred_ttl_s=_int(
                 env, "SERVICECTL_DOCKER_CRED_TTL", d.docker_cred_ttl_s, 10, 30 * 86400

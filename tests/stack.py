@@ -157,8 +157,7 @@ def _logged_since_start(proc_holder: dict[str, Proc], name: str, marker: str) ->
 class Stack:
     """One platform: its ports, data dir, settings and processes."""
 
-    # the log collector joins when it lands (issue 5)
-    COMPONENTS = ("nats", "registry", "caddy", "api", "deployer", "gateway")
+    COMPONENTS = ("nats", "registry", "dns", "caddy", "api", "deployer", "logs", "gateway")
 
     def __init__(self, base: Path, extra_env: dict[str, str] | None = None) -> None:
         self.base = base
@@ -169,6 +168,9 @@ class Stack:
             "gateway": free_port(),
             "caddy": free_port(),
             "registry": free_port(),
+            "dns": free_port(),
+            "notfound": free_port(),
+            "unavailable": free_port(),
         }
         env = {
             "SERVICECTL_DATA_DIR": str(base / "data"),
@@ -179,6 +181,9 @@ class Stack:
             "SERVICECTL_GATEWAY_PORT": str(self.ports["gateway"]),
             "SERVICECTL_CADDY_ADMIN": f"127.0.0.1:{self.ports['caddy']}",
             "SERVICECTL_REGISTRY_ADDR": f"127.0.0.1:{self.ports['registry']}",
+            "SERVICECTL_GATEWAY_DNS_PORT": str(self.ports["dns"]),
+            "SERVICECTL_GATEWAY_NOTFOUND_PORT": str(self.ports["notfound"]),
+            "SERVICECTL_GATEWAY_UNAVAILABLE_PORT": str(self.ports["unavailable"]),
             "SERVICECTL_RECONCILE_INTERVAL": "2",
             "SERVICECTL_DEPLOY_DEADLINE": "8",
             "SERVICECTL_LOG_LEVEL": "DEBUG",
@@ -259,13 +264,14 @@ class Stack:
                 self.env,
                 http_ok(f"{self.api_url}/healthz"),
             ),
+            "dns": ([py, "-m", "services.gateway.dns"], self.env, lambda: True),
             "deployer": ([py, "-m", "services.deployer"], self.env, lambda: True),
             "logs": ([py, "-m", "services.logs"], self.env, lambda: True),
             "gateway": ([py, "-m", "services.gateway"], self.env, lambda: True),
         }
         for name, (argv, env, ready) in spec.items():
             self.procs[name] = Proc(name, argv, env, logs / f"{name}.log", ready)
-        for name in ("deployer", "logs", "gateway"):
+        for name in ("dns", "deployer", "logs", "gateway"):
             self.procs[name].ready = _logged_since_start(self.procs, name, " ready")
 
     def start(self, components: tuple[str, ...] = COMPONENTS) -> None:

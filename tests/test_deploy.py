@@ -321,16 +321,50 @@ def test_unhealthy_task_is_shown_and_replaced(
     wait_for(replaced, 20, "a replacement task")
 
 
-def test_gateway_and_caddy_restarts_rebuild_routes(
+def test_gateway_caddy_and_dns_restarts_keep_routes(
     stack: Stack, api: Api, project: str, serving: str
 ) -> None:
     stack.procs["gateway"].kill()
-    assert get(url(stack, project, "svc")).status_code == 200  # data plane untouched
+    assert get(url(stack, project, "svc")).status_code == 200  # the data plane does not need it
     stack.procs["caddy"].kill()
-    stack.procs["caddy"].start()
-    assert get(url(stack, project, "svc")).status_code == 404  # Caddy starts empty
+    stack.procs["caddy"].start()  # starts with the full configuration; routes come from DNS
+    wait_text(stack, project, "svc", "v1 from", timeout=15)
+    stack.procs["dns"].kill()
+    stack.procs["dns"].start()  # answers from the routes file at once
+    wait_text(stack, project, "svc", "v1 from", timeout=15)
     stack.procs["gateway"].start()
-    wait_text(stack, project, "svc", "v1 from", timeout=15)
+    # routes still follow NATS: a new revision is served
+    api.put("/services/svc", json=definition("v1", {"GREETING": "after-restarts"}))
+    wait_text(stack, project, "svc", "after-restarts from", timeout=30)
     stack.procs["caddy"].kill()
     stack.procs["caddy"].start()
-    wait_text(stack, project, "svc", "v1 from", timeout=15)
+    wait_text(stack, project, "svc", "after-restarts from", timeout=15)
+
+
+def test_no_failed_request_while_this_and_other_services_change(
+    stack: Stack, api: Api, project: str, serving: str, app_image: str, tmp_path: Path
+) -> None:
+    """Keep-alive clients of one service see no error while it is replaced twice and
+    other services are deployed and deleted around it (Caddy is never reloaded)."""
+    api.post("/services", json={"name": "other"})
+    push(api, "other", app_image, "v1", tmp_path / "d")
+    hammers = [Hammer(url(stack, project, "svc")) for _ in range(4)]
+    for h in hammers:
+        h.__enter__()
+    try:
+        time.sleep(0.3)
+        api.put("/services/other", json=definition("v1", {"GREETING": "other"}))
+        api.put("/services/svc", json=definition("v1", {"GREETING": "v2"}))
+        wait_text(stack, project, "other", "other from")
+        wait_text(stack, project, "svc", "v2 from")
+        assert api.delete("/services/other").status_code == 200
+        api.put("/services/svc", json=definition("v1", {"GREETING": "v3"}))
+        wait_text(stack, project, "svc", "v3 from")
+        time.sleep(0.5)
+    finally:
+        for h in hammers:
+            h.__exit__()
+    failures = [f for h in hammers for f in h.failures]
+    assert failures == [], failures[:5]
+    assert sum(h.ok for h in hammers) > 100
+    assert get(url(stack, project, "other")).status_code == 404

@@ -1,25 +1,33 @@
-"""The gateway worker: follow the routes bucket and keep Caddy's config equal to it.
+"""The gateway worker: follow the routes bucket and publish it to the data plane.
 
-Level-triggered: whatever changed, the whole configuration is rebuilt from the
-routes known and loaded if Caddy's differs (this also repairs a restarted
-Caddy). After a route changes, the gateway acknowledges it in the gateway
-bucket once Caddy serves it and the upstreams it dropped have no request in
-flight, so the deployer knows when an old task may be stopped.
+Two outputs, both level-triggered:
+- Caddy's configuration, which is the same whatever is deployed: loaded when
+  Caddy does not have it (at start, and after Caddy restarted).
+- the routes file the DNS responder answers from (`<project>-<service>` ->
+  live upstreams), replaced atomically whenever a route changes.
+
+After a route changes, the gateway acknowledges it in the gateway bucket once
+Caddy must have picked it up (the DNS responder's poll plus Caddy's SRV
+refresh) and the upstreams it dropped have no request in flight, so the
+deployer knows when an old task may be stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import aiohttp
 import msgspec
 
 from services.gateway.caddy_admin import CaddyAdmin, CaddyUnavailable
-from services.gateway.caddy_config import build_config
+from services.gateway.caddy_config import SRV_REFRESH_S, build_config
+from services.gateway.dns.server import POLL_S as DNS_POLL_S
+from services.gateway.dns.table import routes_to_json
 from shared import bus as busmod
-from shared import kv
+from shared import kv, names
 from shared.bus import Bus, BusError
 from shared.clock import iso_now
 from shared.models import GatewayAck, Route, decode
@@ -32,6 +40,13 @@ CHECK_INTERVAL_S = 2.0
 RESCAN_INTERVAL_S = 30.0
 DRAIN_POLL_S = 0.05
 DRAIN_TIMEOUT_S = 60.0
+# after the routes file changed, Caddy may still use its cached answer this long
+PICKUP_S = DNS_POLL_S + SRV_REFRESH_S + 0.05
+
+
+def dns_upstream(upstream: str) -> str:
+    """How Caddy names an upstream it got from the DNS responder."""
+    return f"{names.DNS_TARGET}:{upstream.rsplit(':', 1)[1]}"
 
 
 class Gateway:
@@ -39,10 +54,10 @@ class Gateway:
         self.settings = settings
         self.bus = bus
         self.caddy = caddy
+        self.config: dict[str, Any] = build_config(settings)
         self.routes: dict[str, tuple[Route, int]] = {}
-        self.applied: dict[str, tuple[Route, int]] = {}
+        self.written: dict[str, tuple[Route, int]] | None = None
         self.pending_acks: dict[str, tuple[int, set[str], float]] = {}
-        self.loaded: dict[str, Any] | None = None
         self.changed = asyncio.Event()
         self.rewatch = asyncio.Event()
         self.ready = False
@@ -70,44 +85,55 @@ class Gateway:
         """Apply route changes as they happen; re-create the watcher after reconnects."""
         await kv.follow(self.bus.kv.routes, ">", self.set_route, stop, self.rewatch)
 
-    # ------------------------------------------------------------ output
-    async def sync(self) -> None:
-        """Make Caddy's config match the routes; queue acknowledgements."""
-        desired = build_config(self.settings, {k: r for k, (r, _) in self.routes.items()})
-        # Routes changed since the last load: load without asking. Otherwise compare with
-        # what Caddy has, which also catches a Caddy that restarted with its base config.
-        if desired != self.loaded or await self.caddy.config() != desired:
-            await self.caddy.load(desired)
-            self.loaded = desired
-            log.info("loaded %d routes into Caddy", len(self.routes))
+    # ------------------------------------------------------------ outputs
+    async def ensure_caddy(self) -> None:
+        """Load Caddy's configuration if it does not have it (first start, or restarted)."""
+        if await self.caddy.config() != self.config:
+            await self.caddy.load(self.config)
+            log.info("loaded the gateway configuration into Caddy")
+
+    def write_routes(self) -> None:
+        table = {
+            names.dns_service_label(r.project, r.service): r.upstreams
+            for r, _ in self.routes.values()
+        }
+        path = self.settings.gateway_routes_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(routes_to_json(table))
+        os.replace(tmp, path)
+
+    def publish(self) -> None:
+        """Write the routes file if the routes changed, and queue acknowledgements."""
+        if self.written == self.routes:
+            return
+        self.write_routes()
         now = asyncio.get_running_loop().time()
+        previous = self.written or {}
         for key, (route, rev) in self.routes.items():
-            before = self.applied.get(key)
+            before = previous.get(key)
             if before is not None and before[1] == rev:
                 continue
             dropped = set(before[0].upstreams) if before else set()
-            since = now
             waiting = self.pending_acks.get(key)
             if waiting is not None:
-                # still draining an earlier change: keep waiting for those upstreams too
-                dropped |= waiting[1]
-                since = waiting[2]
-            self.pending_acks[key] = (rev, dropped - set(route.upstreams), since)
-        for key in set(self.applied) - set(self.routes):
+                dropped |= waiting[1]  # still draining an earlier change
+            self.pending_acks[key] = (rev, dropped - set(route.upstreams), now)
+        for key in set(previous) - set(self.routes):
             self.pending_acks.pop(key, None)
-        self.applied = dict(self.routes)
-        if not self.ready:
-            self.ready = True
-            log.info("gateway ready: %d routes", len(self.routes))
+        self.written = dict(self.routes)
+        log.info("published %d routes", len(self.routes))
 
     async def acknowledge(self) -> None:
-        """Ack routes whose dropped upstreams have no requests in flight any more."""
+        """Ack routes Caddy uses by now, once their dropped upstreams are idle."""
         if not self.pending_acks:
             return
-        inflight = await self.caddy.upstream_requests()
         now = asyncio.get_running_loop().time()
+        inflight = await self.caddy.upstream_requests()
         for key, (rev, dropped, since) in list(self.pending_acks.items()):
-            busy = [u for u in dropped if inflight.get(u, 0) > 0]
+            if now - since < PICKUP_S:
+                continue
+            busy = [u for u in dropped if inflight.get(dns_upstream(u), 0) > 0]
             if busy and now - since < DRAIN_TIMEOUT_S:
                 continue
             if busy:
@@ -122,27 +148,34 @@ class Gateway:
     async def run_sync(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_rescan = loop.time()
+        next_check = loop.time()
         while not stop.is_set():
             try:
                 if loop.time() >= next_rescan:
                     await self.rescan()
                     next_rescan = loop.time() + RESCAN_INTERVAL_S
+                if loop.time() >= next_check:
+                    await self.ensure_caddy()
+                    next_check = loop.time() + CHECK_INTERVAL_S
                 self.changed.clear()
-                await self.sync()
+                self.publish()
+                if not self.ready:
+                    self.ready = True
+                    log.info("gateway ready: %d routes", len(self.routes))
                 while self.pending_acks and not self.changed.is_set() and not stop.is_set():
                     await self.acknowledge()
                     if self.pending_acks:
-                        # poll the drain, but wake at once for a route change
-                        try:
+                        try:  # poll the drain, but wake at once for a route change
                             await asyncio.wait_for(self.changed.wait(), DRAIN_POLL_S)
                         except TimeoutError:
                             pass
             except CaddyUnavailable as err:
                 log.warning("Caddy: %s", err)
+                next_check = loop.time()
                 await _sleep_or_stop(stop, 0.5)
                 continue
-            except BusError as err:
-                log.warning("NATS: %s", err)
+            except (BusError, OSError) as err:
+                log.warning("%s", err)
                 await _sleep_or_stop(stop, 0.5)
                 continue
             try:
