@@ -46,9 +46,11 @@ case "${MODE:-serve}" in
     echo "health check will fail now" >&2
     wait ;;
   oom)
-    echo "serving $CONTEXT_ROOT, allocating too much memory after ${OOM_AFTER:-0} s"
-    httpd -f -p "$PORT" -h /www &
-    sleep "${OOM_AFTER:-0}"
+    echo "allocating too much memory after ${OOM_AFTER:-0} s"
+    if [ "${OOM_AFTER:-0}" != 0 ]; then
+      httpd -f -p "$PORT" -h /www &
+      sleep "$OOM_AFTER"
+    fi
     echo "allocating 400 MB now"
     exec dd if=/dev/zero of=/dev/null bs=400M count=1 ;;
   count)

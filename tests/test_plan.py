@@ -233,7 +233,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
         Case(
             record(2),
             [task("a", 1), task("b", 2, age=61)],
-            {"c-a": HEALTHY, "c-b": INITIAL},
+            {"c-a": HEALTHY, "c-b": HealthView("INITIAL", "GET /: refused", NOW - 61, False)},
             R1,
             serving_memo(),
         ),
@@ -384,6 +384,20 @@ def test_pending_event_is_not_repeated() -> None:
     assert actions == []
     actions, _ = summary(replace(case, memo=memo, free_mb=1000))
     assert actions == ["start r2"]
+
+
+def test_deadline_counts_from_when_the_task_runs() -> None:
+    """A container that took long to start is not failed before it was ever checked."""
+    slow_start = Case(
+        record(2),
+        [task("a", 1), task("b", 2, age=61)],
+        {"c-a": HEALTHY, "c-b": HealthView("INITIAL", "", NOW - 1, False)},
+        R1,
+        serving_memo(),
+    )
+    assert summary(slow_start)[0] == ["emit deployment.started"]
+    unchecked = replace(slow_start, health={"c-a": HEALTHY})
+    assert summary(unchecked)[0] == ["emit deployment.started"]
 
 
 def test_status_reports_tasks_and_failure() -> None:

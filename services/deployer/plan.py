@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 from services.deployer.model import (
     DeleteRoute,
@@ -65,6 +66,11 @@ class Inputs:
         return self.health.get(task.container_id, _INITIAL)
 
 
+class EventArgs(TypedDict):
+    project: str
+    service: str
+
+
 @dataclass
 class _Ctx:
     inp: Inputs
@@ -74,7 +80,7 @@ class _Ctx:
     def emit(self, event: ev.Event, lines_from: str | None = None) -> None:
         self.plan.actions.append(Emit(event, lines_from))
 
-    def event_args(self) -> dict[str, str]:
+    def event_args(self) -> EventArgs:
         return {"project": self.inp.project, "service": self.inp.service}
 
 
@@ -372,7 +378,13 @@ def _check_deadline(ctx: _Ctx, rec: ServiceRecord, live: list[Observed]) -> None
         return
     limit = ctx.inp.limits.deploy_deadline_s
     for t in candidates:
-        if ctx.inp.now - t.created_at > limit:
+        # The clock starts when the task runs and is being checked, not when its
+        # container was created: starting can take seconds on a busy host.
+        h_seen = ctx.inp.health.get(t.container_id)
+        if h_seen is None:
+            continue
+        started = max(t.created_at, h_seen.since)
+        if ctx.inp.now - started > limit:
             h = ctx.inp.health_of(t)
             detail = f": last health check: {h.description}" if h.description else ""
             _fail(
@@ -382,7 +394,7 @@ def _check_deadline(ctx: _Ctx, rec: ServiceRecord, live: list[Observed]) -> None
                 t.container_id,
             )
             return
-        ctx.plan.wake(t.created_at + limit + 0.01)
+        ctx.plan.wake(started + limit + 0.01)
 
 
 def _ensure_task(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:

@@ -115,9 +115,7 @@ class Deployer:
 
     # ------------------------------------------------------------ observation
     async def free_mb(self) -> int:
-        tasks = await self.host.list_tasks()
-        reserved = sum(t.memory_reservation for _, _, t in tasks if t.live)
-        return self.settings.capacity_mb - reserved
+        return self.settings.capacity_mb - await self.host.reserved_mb()
 
     async def _route(self, key: str) -> RouteView | None:
         route = await kv.get(self.bus.kv.routes, key, Route)
