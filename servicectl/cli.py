@@ -1,0 +1,150 @@
+"""The `servicectl` command: dispatch, and turning failures into exit codes.
+
+Exit codes: 0 success; 1 the API, the network, docker or a deploy failed;
+2 wrong arguments or input (one line on stderr, never a traceback); 130
+interrupted. This is the only module that reads `os.environ` and the real
+standard streams; everything below receives them in a `Context`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from servicectl import commands, deploying
+from servicectl.config import ConfigError
+from servicectl.context import CommandError, Context, UsageError
+from servicectl.definitions import Changes
+from servicectl.envfile import EnvFileError, merge_env, parse_env_file
+from servicectl.errors import AuthenticationFailed, ServicectlError
+from servicectl.parser import PROG, build_parser
+
+__all__ = ["build_parser", "changes_from", "main", "run"]
+
+
+def read_env_files(paths: Sequence[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for name in paths:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"--env-file {name}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--env-file {name}: not UTF-8 text") from None
+        pairs += parse_env_file(text, name)
+    return pairs
+
+
+def changes_from(args: argparse.Namespace) -> Changes:
+    env = merge_env(read_env_files(args.env_file), args.env)
+    return Changes(
+        tag=args.tag,
+        memory_reservation=args.memory_reservation,
+        memory_limit=args.memory_limit,
+        port=args.port,
+        env=env,
+        unset=tuple(args.unset_env),
+        clear_env=args.clear_env,
+    )
+
+
+def command(args: argparse.Namespace, ctx: Context) -> Coroutine[Any, Any, int]:
+    """The coroutine that carries out the parsed command."""
+    a = args
+    match a.command:
+        case "login":
+            return commands.login(ctx, a.api, a.user, a.project, a.password_stdin)
+        case "logout":
+            return commands.logout(ctx)
+        case "whoami":
+            return commands.whoami(ctx)
+        case "ls":
+            return commands.ls(ctx, a.json)
+        case "create":
+            return commands.create(ctx, a.name, a.health_path, a.health_codes, a.health_interval)
+        case "delete":
+            return commands.delete(ctx, a.name, a.yes)
+        case "push":
+            source = commands.push_source(a.dir, a.image, a.file)
+            return commands.push_image(ctx, a.name, source, a.tag)
+        case "deploy":
+            return deploying.deploy(
+                ctx, a.name, changes_from(a), detach=a.detach, timeout=a.timeout
+            )
+        case "status":
+            return commands.status(ctx, a.name, a.json, a.events)
+        case "logs":
+            return commands.logs(ctx, a.name, a.tail, a.streams, a.follow)
+        case "events":
+            return commands.events(ctx, a.name, a.tail, a.follow)
+        case "revisions":
+            return commands.revisions(ctx, a.name, a.json, a.env)
+        case "rollback":
+            return deploying.rollback(ctx, a.name, a.to, detach=a.detach, timeout=a.timeout)
+    raise UsageError(f"unknown command {a.command!r}")
+
+
+async def _stoppable(work: Coroutine[Any, Any, int]) -> int:
+    """Run `work`; SIGTERM cancels it like Ctrl-C does, so clean-ups (docker config) run."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        return await work
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def run(argv: Sequence[str] | None, ctx: Context) -> int:
+    """Parse and run; every expected failure is one `servicectl: ...` line and an exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_stoppable(command(args, ctx)))
+    except AuthenticationFailed as err:
+        if args.command == "login":
+            hint = ""
+        elif "log in" in err.message:
+            hint = " with `servicectl login`"
+        else:
+            hint = " (log in again: servicectl login)"
+        ctx.progress(f"{PROG}: {err}{hint}")
+        return 1
+    except CommandError as err:
+        ctx.progress(f"{PROG}: {err.message}")
+        return err.code
+    except EnvFileError as err:
+        ctx.progress(f"{PROG}: {err}")
+        return 2
+    except (ServicectlError, ConfigError) as err:
+        ctx.progress(f"{PROG}: {err}")
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ctx = Context(env=dict(os.environ))
+    try:
+        return run(argv, ctx)
+    except KeyboardInterrupt:
+        ctx.progress("")
+        return 130
+    except asyncio.CancelledError:  # SIGTERM
+        return 143
+    except BrokenPipeError:
+        # the reader went away (`servicectl logs x | head`): leave quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())
