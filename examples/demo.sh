@@ -31,7 +31,10 @@ fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 step "Checking the platform at $API"
 "$VENV/bin/python" - "$API" <<'PY' || fail "no servicectl API answers at $API: start it with \`make up\` in another shell"
 import sys, urllib.request
-urllib.request.urlopen(sys.argv[1].rstrip("/") + "/healthz", timeout=5).read()
+try:
+    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/healthz", timeout=5).read()
+except OSError as err:
+    sys.exit(f"demo: {err}")
 PY
 
 login() {
