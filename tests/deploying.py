@@ -26,10 +26,9 @@ def docker(config: Path, *args: str, input: str | None = None) -> subprocess.Com
     )
 
 
-def push(api: Api, service: str, image: str, tag: str, config: Path) -> str:
-    """Push `image` as `<service>:<tag>` with the service's own credentials."""
-    creds = api.get(f"/services/{service}", params={"view": "docker"}).json()
-    r = docker(
+def docker_login(config: Path, creds: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker login` with a `view=docker` answer, the password on stdin."""
+    return docker(
         config,
         "login",
         "-u",
@@ -38,6 +37,12 @@ def push(api: Api, service: str, image: str, tag: str, config: Path) -> str:
         creds["proxy_endpoint"],
         input=creds["password"],
     )
+
+
+def push(api: Api, service: str, image: str, tag: str, config: Path) -> str:
+    """Push `image` as `<service>:<tag>` with the service's own credentials."""
+    creds = api.get(f"/services/{service}", params={"view": "docker"}).json()
+    r = docker_login(config, creds)
     assert r.returncode == 0, r.stderr
     target = f"{creds['repo_uri']}:{tag}"
     assert docker(config, "tag", image, target).returncode == 0

@@ -24,29 +24,9 @@ from shared import bus as busmod
 from shared import kv, names
 from shared.models import RegistryCredential, ServiceRecord
 from tests.conftest import Api
+from tests.deploying import docker
+from tests.deploying import docker_login as login
 from tests.stack import Stack
-
-
-def docker(config: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=120,
-    )
-
-
-def login(config: Path, creds: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return docker(
-        config,
-        "login",
-        "-u",
-        creds["user"],
-        "--password-stdin",
-        creds["proxy_endpoint"],
-        input=creds["password"],
-    )
 
 
 def push_as(config: Path, source: str, target: str) -> subprocess.CompletedProcess[str]:

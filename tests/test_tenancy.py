@@ -10,7 +10,7 @@ import pytest
 
 from tests import apps
 from tests.conftest import Api
-from tests.deploying import definition, docker, push, wait_text
+from tests.deploying import definition, docker, docker_login, push, wait_text
 from tests.stack import Stack
 
 
@@ -62,16 +62,7 @@ def test_other_project_cannot_reach_anything(
     other_api.post("/services", json={"name": "mine"})
     creds = other_api.get("/services/mine", params={"view": "docker"}).json()
     config = tmp_path / "other"
-    login = docker(
-        config,
-        "login",
-        "-u",
-        creds["user"],
-        "--password-stdin",
-        creds["proxy_endpoint"],
-        input=creds["password"],
-    )
-    assert login.returncode == 0
+    assert docker_login(config, creds).returncode == 0
     docker(config, "rmi", image)
     assert docker(config, "pull", image).returncode != 0
     assert docker(config, "tag", app_image, image).returncode == 0

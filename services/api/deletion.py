@@ -13,6 +13,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from services.api.store import Store
 from shared.bus import BusError, Conflict
 from shared.clock import iso_now
@@ -44,17 +46,7 @@ class Deleter:
             if found.value.deleting:
                 return found
             record = found.value
-            flagged = ServiceRecord(
-                project=record.project,
-                name=record.name,
-                uid=record.uid,
-                created_at=record.created_at,
-                updated_at=iso_now(),
-                health_check=record.health_check,
-                revision=record.revision,
-                definition=record.definition,
-                deleting=True,
-            )
+            flagged = msgspec.structs.replace(record, updated_at=iso_now(), deleting=True)
             try:
                 rev = await self.store.update_service(flagged, found.revision)
             except Conflict:

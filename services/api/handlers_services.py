@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from services.api import auth, views
@@ -158,15 +159,8 @@ async def _store_revision(
         found = await find_service(request, who, include_deleting=False)
         record = found.value
         td, warnings = make(record)
-        updated = ServiceRecord(
-            project=record.project,
-            name=record.name,
-            uid=record.uid,
-            created_at=record.created_at,
-            updated_at=iso_now(),
-            health_check=record.health_check,
-            revision=td.revision,
-            definition=td,
+        updated = msgspec.structs.replace(
+            record, updated_at=iso_now(), revision=td.revision, definition=td
         )
         try:
             await store.update_service(updated, found.revision)

@@ -16,11 +16,17 @@ from typing import Any
 
 import aiodocker
 import aiohttp
-from aiodocker.jsonstream import json_stream_stream
 
 from services.deployer.model import ContainerState, Observed
 from shared import names
 from shared.clock import parse_iso
+from shared.docker import (
+    DockerUnavailable,
+    container_events,
+    inspect,
+    instance_label,
+    list_containers,
+)
 from shared.models import TaskDefinition
 from shared.settings import Settings
 
@@ -28,10 +34,6 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 _ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-class DockerUnavailable(Exception):
-    """The engine or the registry did not answer; try again later."""
 
 
 class ImageNotFound(Exception):
@@ -67,26 +69,19 @@ class DockerHost:
         self._auth = {"username": names.DEPLOYER_REGISTRY_USER, "password": registry_password}
 
     # ------------------------------------------------------------ observe
-    def _filters(self, project: str | None, service: str | None) -> str:
-        labels = [f"{names.LABEL_INSTANCE}={self.settings.instance}"]
+    def _labels(self, project: str | None, service: str | None) -> list[str]:
+        labels = [instance_label(self.settings)]
         if project is not None:
             labels.append(f"{names.LABEL_PROJECT}={project}")
         if service is not None:
             labels.append(f"{names.LABEL_SERVICE}={service}")
-        return json.dumps({"label": labels})
+        return labels
 
     async def list_tasks(
         self, project: str | None = None, service: str | None = None
     ) -> list[tuple[str, str, Observed]]:
         """(project, service, task) for every platform container (running or not)."""
-        try:
-            raw = await self.docker._query_json(
-                "containers/json",
-                method="GET",
-                params={"all": "1", "filters": self._filters(project, service)},
-            )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"cannot list containers: {err}") from err
+        raw = await list_containers(self.docker, self._labels(project, service))
         out: list[tuple[str, str, Observed]] = []
         for item in raw:
             labels: dict[str, str] = item.get("Labels") or {}
@@ -101,7 +96,7 @@ class DockerHost:
             finished_at = None
             created = float(item.get("Created", 0))
             if state not in ("running", "created"):
-                details = await self._inspect(item["Id"])
+                details = await inspect(self.docker, item["Id"])
                 if details is None:
                     continue
                 st = details.get("State", {})
@@ -130,30 +125,11 @@ class DockerHost:
 
     async def reserved_mb(self) -> int:
         """Memory reserved by the platform's live containers (one cheap list call)."""
-        filters = json.loads(self._filters(None, None))
-        filters["status"] = ["created", "running", "paused", "restarting"]
-        try:
-            raw = await self.docker._query_json(
-                "containers/json",
-                method="GET",
-                params={"all": "1", "filters": json.dumps(filters)},
-            )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"cannot list containers: {err}") from err
+        live = ["created", "running", "paused", "restarting"]
+        raw = await list_containers(self.docker, self._labels(None, None), live)
         return sum(
             _int_label(item.get("Labels") or {}, names.LABEL_MEMORY_RESERVATION) for item in raw
         )
-
-    async def _inspect(self, container_id: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = await self.docker.containers.container(container_id).show()
-            return found
-        except aiodocker.DockerError as err:
-            if err.status == 404:
-                return None
-            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {err}") from err
-        except (aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {err}") from err
 
     # ------------------------------------------------------------ act
     async def pull(self, td: TaskDefinition) -> None:
@@ -282,27 +258,12 @@ class DockerHost:
 
     async def events(self) -> AsyncIterator[tuple[str, str, str]]:
         """(action, project, service) for every event of the platform's containers."""
-        params = {
-            "filters": json.dumps(
-                {
-                    "type": ["container"],
-                    "label": [f"{names.LABEL_INSTANCE}={self.settings.instance}"],
-                }
+        async for action, _cid, labels in container_events(self.docker, self.settings):
+            yield (
+                action,
+                labels.get(names.LABEL_PROJECT, ""),
+                labels.get(names.LABEL_SERVICE, ""),
             )
-        }
-        try:
-            async with self.docker._query(
-                "events", method="GET", params=params, timeout=None
-            ) as response:
-                async for data in json_stream_stream(response):
-                    attrs = (data.get("Actor") or {}).get("Attributes") or {}
-                    yield (
-                        str(data.get("Action") or data.get("status") or ""),
-                        attrs.get(names.LABEL_PROJECT, ""),
-                        attrs.get(names.LABEL_SERVICE, ""),
-                    )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"docker event stream ended: {err}") from err
 
 
 _STATES: frozenset[ContainerState] = frozenset(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 import nats.errors
 
-from services.deployer.docker_host import DockerHost, DockerUnavailable, ImageNotFound, StartFailed
+from services.deployer.docker_host import DockerHost, ImageNotFound, StartFailed
 from services.deployer.model import (
     Action,
     DeleteRoute,
@@ -33,6 +33,7 @@ from shared import events as ev
 from shared import kv, names
 from shared.bus import Bus, BusError
 from shared.clock import iso_now
+from shared.docker import DockerUnavailable
 from shared.models import Route
 from shared.settings import Settings
 

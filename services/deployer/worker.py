@@ -14,18 +14,19 @@ import asyncio
 import logging
 import time
 
-import aiodocker
 import aiohttp
 
-from services.deployer.docker_host import DockerHost, DockerUnavailable
+from services.deployer.docker_host import DockerHost
 from services.deployer.executor import Executor, Outcome
 from services.deployer.health import HealthMonitor, Probe
 from services.deployer.model import HealthView, Memo, Observed, RouteView
 from services.deployer.plan import Inputs, Limits, plan
 from services.deployer.status import build_status
 from shared import bus as busmod
+from shared import docker as shared_docker
 from shared import kv, names
 from shared.bus import Bus, BusError
+from shared.docker import DockerUnavailable
 from shared.models import (
     GatewayAck,
     LogCursor,
@@ -309,30 +310,10 @@ def _same_status(a: ServiceStatus, b: ServiceStatus) -> bool:
     )
 
 
-async def _connect_docker(settings: Settings, stop: asyncio.Event) -> aiodocker.Docker:
-    delay = 0.2
-    while True:
-        docker = aiodocker.Docker(url=settings.docker_url)
-        try:
-            await docker.version()
-            return docker
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            await docker.close()
-            log.warning(
-                "Docker at %s not ready (%s); retrying in %.1fs", settings.docker_url, err, delay
-            )
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                raise DockerUnavailable("stopped while connecting to Docker") from err
-            except TimeoutError:
-                pass
-            delay = min(5.0, delay * 2)
-
-
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     password = settings.deployer_secret_path.read_text().strip()
     bus = await busmod.connect(settings, name="servicectl-deployer", stop=stop)
-    docker = await _connect_docker(settings, stop)
+    docker = await shared_docker.connect(settings, stop)
     session = aiohttp.ClientSession()
     deployer = Deployer(settings, bus, DockerHost(docker, settings, password), session)
 
@@ -354,5 +335,5 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     finally:
         await deployer.close()
         await session.close()
-        await docker.close()
+        await shared_docker.close(docker)
         await bus.close()

@@ -18,11 +18,12 @@ import logging
 import time
 
 from services.logs.discovery import ContainerInfo, stale_cursors, target_of, to_follow
-from services.logs.docker_source import DockerSource, DockerUnavailable
+from services.logs.docker_source import DockerSource
 from services.logs.follower import Follower, Limits
 from services.logs.nats_sink import LogSink
 from shared import bus as busmod
 from shared.bus import BusError
+from shared.docker import DockerUnavailable
 from shared.settings import Settings
 from shared.tasks import run_until_stopped
 

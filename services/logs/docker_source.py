@@ -9,27 +9,21 @@ container that does not exist is `None` or an empty stream, never an error.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiodocker
 import aiohttp
-from aiodocker.jsonstream import json_stream_stream
 
 from services.logs.discovery import ContainerInfo
-from shared import names
+from shared import docker as shared_docker
+from shared.docker import DockerUnavailable
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _READ_BYTES = 256 * 1024
-
-
-class DockerUnavailable(Exception):
-    """The engine did not answer or dropped the connection; try again later."""
 
 
 class LogsUnreadable(Exception):
@@ -46,48 +40,19 @@ class DockerSource:
     def __init__(self, docker: aiodocker.Docker, settings: Settings) -> None:
         self.docker = docker
         self.settings = settings
-        self._label = f"{names.LABEL_INSTANCE}={settings.instance}"
+        self._label = shared_docker.instance_label(settings)
 
     @classmethod
     async def connect(cls, settings: Settings, stop: asyncio.Event) -> DockerSource:
         """Connect, retrying with backoff until the engine answers or `stop` is set."""
-        delay = 0.2
-        while True:
-            source = cls(_client(settings.docker_url), settings)
-            try:
-                await source.docker.version()
-                return source
-            except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-                await source.close()
-                log.warning(
-                    "Docker at %s not ready (%s); retrying in %.1fs",
-                    settings.docker_url,
-                    err,
-                    delay,
-                )
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                raise DockerUnavailable("stopped while connecting to Docker")
-            except TimeoutError:
-                pass
-            delay = min(5.0, delay * 2)
+        return cls(await shared_docker.connect(settings, stop), settings)
 
     async def close(self) -> None:
-        connector = self.docker.connector
-        await self.docker.close()
-        if connector is not None and not connector.closed:
-            await connector.close()
+        await shared_docker.close(self.docker)
 
     async def containers(self) -> list[ContainerInfo]:
         """Every container of this instance, in any state."""
-        try:
-            raw = await self.docker._query_json(
-                "containers/json",
-                method="GET",
-                params={"all": "1", "filters": json.dumps({"label": [self._label]})},
-            )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"cannot list containers: {err}") from err
+        raw = await shared_docker.list_containers(self.docker, [self._label])
         return [
             ContainerInfo(
                 id=str(item["Id"]),
@@ -99,38 +64,17 @@ class DockerSource:
 
     async def state(self, container_id: str) -> ContainerState | None:
         """Whether the container may still write output; None once it is removed."""
-        try:
-            found: dict[str, Any] = await self.docker.containers.container(container_id).show()
-        except aiodocker.DockerError as err:
-            if err.status == 404:
-                return None
-            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {err}") from err
-        except (aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {err}") from err
+        found = await shared_docker.inspect(self.docker, container_id)
+        if found is None:
+            return None
         st = found.get("State") or {}
         live = bool(st.get("Running") or st.get("Restarting") or st.get("Paused"))
         return ContainerState(live=live, tty=bool((found.get("Config") or {}).get("Tty")))
 
     async def events(self) -> AsyncIterator[tuple[str, ContainerInfo]]:
         """(action, container) for every event of this instance's containers, as they happen."""
-        params = {"filters": json.dumps({"type": ["container"], "label": [self._label]})}
-        try:
-            async with self.docker._query(
-                "events", method="GET", params=params, timeout=None
-            ) as response:
-                async for data in json_stream_stream(response):
-                    actor = data.get("Actor") or {}
-                    action = str(data.get("Action") or data.get("status") or "")
-                    yield (
-                        action.partition(":")[0],
-                        ContainerInfo(
-                            id=str(actor.get("ID") or data.get("id") or ""),
-                            state="",
-                            labels=dict(actor.get("Attributes") or {}),
-                        ),
-                    )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
-            raise DockerUnavailable(f"docker event stream ended: {err}") from err
+        async for action, cid, labels in shared_docker.container_events(self.docker, self.settings):
+            yield action, ContainerInfo(id=cid, state="", labels=labels)
 
     async def logs(
         self, container_id: str, *, since: str | None, follow: bool, idle: float
@@ -175,11 +119,3 @@ class DockerSource:
             raise DockerUnavailable(f"cannot read logs of {container_id[:12]}: {err}") from err
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnavailable(f"log stream of {container_id[:12]} broke: {err}") from err
-
-
-def _client(url: str) -> aiodocker.Docker:
-    """A client without aiohttp's default limit of 100 connections: one per followed container."""
-    if url.startswith("unix://"):
-        connector = aiohttp.UnixConnector(url[len("unix://") :], limit=0)
-        return aiodocker.Docker(url="unix://localhost", connector=connector)
-    return aiodocker.Docker(url=url)

@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.logs.discovery import Target
-from services.logs.docker_source import DockerSource, DockerUnavailable, LogsUnreadable
+from services.logs.docker_source import DockerSource, LogsUnreadable
 from services.logs.frames import FrameError, FrameParser
 from services.logs.nats_sink import LogSink
 from services.logs.sequence import Position, Sequencer, Unit, later
 from services.logs.timestamps import is_timestamp, since_param
 from shared.bus import BusError
+from shared.docker import DockerUnavailable
 from shared.models import LogCursor
 
 log = logging.getLogger(__name__)
