@@ -21,6 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    # Fault injection last: restarting dockerd kills every container on the machine.
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
 
 
 @pytest.fixture(scope="session")
