@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from services.api.errors import BadRequest
 from services.api.handlers_logs import display_time, int_param
-from services.api.tails import Outbox, token_from_protocols
+from services.api.tails import LineGaps, Outbox, token_from_protocols
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,22 @@ async def test_outbox_bounds_bytes_but_always_takes_one() -> None:
     assert await box.get() == "x" * 50
     await box.wait_empty()
     assert box.offer("z")
+
+
+def test_line_gaps_count_what_a_slow_tail_never_read() -> None:
+
+    gaps = LineGaps()
+    assert [gaps.skipped("t1", n) for n in (5, 6, 7)] == [0, 0, 0]
+    assert gaps.skipped("t1", 12) == 4  # 8-11 were gone before the tail read them
+    assert gaps.skipped("t2", 40) == 0  # a task first seen mid-way: nothing known
+    assert gaps.skipped("t2", 41) == 0
+    assert gaps.skipped("", 0) == 0  # events carry no line numbers
+
+
+def test_outbox_announces_noted_misses_with_the_next_message() -> None:
+    box = Outbox(max_messages=100, max_bytes=10_000)
+    box.note_missed(4)
+    assert box.offer("line")
+    first = asyncio.run(box.get())
+    assert json.loads(first) == {"type": "missed", "count": 4}
+    assert asyncio.run(box.get()) == "line"

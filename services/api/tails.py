@@ -93,6 +93,11 @@ class Outbox:
         self._ready.set()
         self._empty.clear()
 
+    def note_missed(self, count: int) -> None:
+        """Messages lost before they reached the outbox: announced with the next one."""
+        self.missed += count
+        self.total_missed += count
+
     def offer(self, text: str) -> bool:
         """Queue a message, after a notice of what was missed; False if it does not fit."""
         notice = json.dumps({"type": "missed", "count": self.missed}) if self.missed else ""
@@ -122,22 +127,48 @@ class Outbox:
 
 # ------------------------------------------------------------------ websocket tails
 @dataclass(frozen=True)
+class Rendered:
+    text: str
+    task: str = ""  # for log lines: the task and its line number, to notice gaps
+    n: int = 0
+
+
+@dataclass(frozen=True)
 class TailSpec:
     stream: str
     pattern: str
-    render: Callable[[streams.StoredMsg], str | None]
+    render: Callable[[streams.StoredMsg], Rendered | None]
 
 
-def _render_log(msg: streams.StoredMsg) -> str | None:
+def _render_log(msg: streams.StoredMsg) -> Rendered | None:
     try:
         line = decode(LogLine, msg.data)
     except msgspec.DecodeError:
         return None
-    return json.dumps({"type": "log", "task": line.task, **log_event(line)})
+    return Rendered(
+        json.dumps({"type": "log", "task": line.task, **log_event(line)}), line.task, line.n
+    )
 
 
-def _render_event(msg: streams.StoredMsg) -> str | None:
-    return msg.data.decode("utf-8", "replace")
+def _render_event(msg: streams.StoredMsg) -> Rendered | None:
+    return Rendered(msg.data.decode("utf-8", "replace"))
+
+
+class LineGaps:
+    """Counts the lines of each task that a tail never got to read.
+
+    A tail that falls further behind than the stream keeps lines per task finds
+    the oldest ones gone; their line numbers tell how many."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def skipped(self, task: str, n: int) -> int:
+        if not task or n <= 0:
+            return 0
+        last = self.last.get(task)
+        self.last[task] = n
+        return n - last - 1 if last is not None and n > last + 1 else 0
 
 
 async def _ws_principal(request: web.Request) -> auth.Principal:
@@ -174,6 +205,7 @@ class Tail:
         self.record = record
         self.seq = start
         self.outbox = Outbox()
+        self.gaps = LineGaps()
         self.wake = asyncio.Event()
         self.gone = asyncio.Event()
 
@@ -192,9 +224,10 @@ class Tail:
                 continue
             for m in got:
                 self.seq = m.seq + 1
-                text = spec.render(m)
-                if text is not None:
-                    self.outbox.offer(text)
+                rendered = spec.render(m)
+                if rendered is not None:
+                    self.outbox.note_missed(self.gaps.skipped(rendered.task, rendered.n))
+                    self.outbox.offer(rendered.text)
             if len(got) >= READ_BATCH:
                 continue
             if not live:
