@@ -84,10 +84,31 @@ async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[Sto
             pass
 
 
+async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg | None:
+    """One message through the connection's shared reply inbox (no subscription of its own)."""
+    try:
+        msg = await nc.request(
+            names.direct_get_subject(stream), json.dumps(body).encode(), timeout=_TIMEOUT
+        )
+    except (nats.errors.Error, TimeoutError) as err:
+        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+    status = (msg.headers or {}).get("Status")
+    if status is None:
+        return _stored(msg)
+    if status in ("204", "404", "408"):
+        return None
+    raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+
+
 async def read_from(
     nc: NATS, stream: str, subject: str, start_seq: int, count: int
 ) -> list[StoredMsg]:
     """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on."""
+    if count == 1:
+        one = await _request_one(
+            nc, stream, {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": 1}
+        )
+        return [one] if one is not None else []
     out: list[StoredMsg] = []
     seq = max(start_seq, 1)
     while len(out) < count:
