@@ -23,6 +23,7 @@ from services.api import (
 )
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
+from services.api.index import ServiceIndex
 from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
 from services.api.store import Store
 from shared import bus as busmod
@@ -63,12 +64,15 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     bus = await busmod.connect(settings, name="servicectl-api", stop=app[STOPPING])
     app[BUS] = bus
-    app[STORE] = Store(bus)
+    index = ServiceIndex(bus)
+    await index.load()
+    app[STORE] = Store(bus, index)
     deleter = Deleter(app[STORE])
     app[handlers_services.DELETER] = deleter
     registry_session = handlers_registry.install(app, settings, deleter)
     app[BACKGROUND] = [
-        asyncio.create_task(deleter.run_sweeper(SWEEP_INTERVAL_S, app[STOPPING]), name="sweeper")
+        asyncio.create_task(deleter.run_sweeper(SWEEP_INTERVAL_S, app[STOPPING]), name="sweeper"),
+        asyncio.create_task(index.follow(app[STOPPING]), name="service-index"),
     ]
     yield
     for task in app[BACKGROUND]:

@@ -7,6 +7,7 @@ within the caller's project only, so another project's service is a 404.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -131,8 +132,10 @@ async def status_view(
 ) -> web.Response:
     settings = request.app[SETTINGS]
     store = request.app[STORE]
-    observed = await store.get_status(record.project, record.name)
-    events = await store.recent_events(record.project, record.name, STATUS_EVENTS)
+    observed, events = await asyncio.gather(
+        store.get_status(record.project, record.name),
+        store.recent_events(record.project, record.name, STATUS_EVENTS),
+    )
     defs: dict[int, TaskDefinition] = {}
     if record.definition is not None:
         defs[record.definition.revision] = record.definition

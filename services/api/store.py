@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 import nats.errors
 
+from services.api.index import ServiceIndex
 from shared import kv, names, streams
 from shared.bus import Bus, BusError
 from shared.events import AnyEvent, Event, decode_event, encode_event
@@ -26,8 +27,9 @@ from shared.models import (
 
 
 class Store:
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, index: ServiceIndex | None = None) -> None:
         self.bus = bus
+        self.index = index
 
     # ------------------------------------------------------------ users
     async def get_user(self, username: str) -> Versioned[UserRecord] | None:
@@ -52,6 +54,8 @@ class Store:
 
     # ------------------------------------------------------------ services
     async def list_services(self, project: str) -> list[ServiceRecord]:
+        if self.index is not None and self.index.ready:
+            return self.index.list(project)
         found = await kv.scan(
             self.bus.kv.services, names.services_of_project(project), ServiceRecord
         )
@@ -63,19 +67,24 @@ class Store:
     async def get_service(self, project: str, name: str) -> Versioned[ServiceRecord] | None:
         return await kv.get(self.bus.kv.services, names.service_key(project, name), ServiceRecord)
 
+    def _noted(self, key: str, record: ServiceRecord | None, revision: int) -> int:
+        if self.index is not None:
+            self.index.apply(key, record, revision)
+        return revision
+
     async def create_service(self, record: ServiceRecord) -> int:
-        return await kv.create(
-            self.bus.kv.services, names.service_key(record.project, record.name), record
-        )
+        key = names.service_key(record.project, record.name)
+        return self._noted(key, record, await kv.create(self.bus.kv.services, key, record))
 
     async def update_service(self, record: ServiceRecord, last: int) -> int:
-        return await kv.update(
-            self.bus.kv.services, names.service_key(record.project, record.name), record, last
-        )
+        key = names.service_key(record.project, record.name)
+        return self._noted(key, record, await kv.update(self.bus.kv.services, key, record, last))
 
     async def delete_service(self, project: str, name: str, last: int) -> None:
-        await kv.delete(self.bus.kv.services, names.service_key(project, name), last=last)
-        await kv.purge(self.bus.kv.services, names.service_key(project, name))
+        key = names.service_key(project, name)
+        await kv.delete(self.bus.kv.services, key, last=last)
+        await kv.purge(self.bus.kv.services, key)
+        self._noted(key, None, last + 1)
 
     # ------------------------------------------------------------ revisions
     async def put_revision(self, td: TaskDefinition) -> None:

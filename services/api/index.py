@@ -1,0 +1,60 @@
+"""Every service record in memory, kept current from the services bucket.
+
+Listing a project's services from NATS means reading every record on each
+request (tens of milliseconds at hundreds of services); this index answers
+from memory. A watcher keeps it current (re-created after NATS reconnects),
+and the api's own writes are noted at once, so a client always sees its own
+creates and deletes. Only listings use it: anything that writes reads the
+bucket itself, since compare-and-set needs the stored revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from shared import kv, names
+from shared.bus import Bus
+from shared.models import ServiceRecord, decode
+
+log = logging.getLogger(__name__)
+
+
+class ServiceIndex:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.records: dict[str, tuple[ServiceRecord | None, int]] = {}
+        self.ready = False
+        self.rewatch = asyncio.Event()
+
+    def apply(self, key: str, record: ServiceRecord | None, revision: int) -> None:
+        """Record a value (None: deleted) unless a newer one is already known."""
+        known = self.records.get(key)
+        if known is not None and known[1] > revision:
+            return
+        self.records[key] = (record, revision)
+
+    def _on_entry(self, key: str, value: bytes | None, revision: int) -> None:
+        try:
+            self.apply(key, decode(ServiceRecord, value) if value else None, revision)
+        except msgspec.DecodeError:
+            log.warning("ignoring undecodable service record %s", key)
+
+    def list(self, project: str) -> list[ServiceRecord]:
+        prefix = names.services_of_project(project)[:-1]  # "<project>."
+        found = [r for k, (r, _) in self.records.items() if r is not None and k.startswith(prefix)]
+        return sorted(found, key=lambda r: r.name)
+
+    async def load(self) -> None:
+        for v in await kv.scan(self.bus.kv.services, ">", ServiceRecord):
+            self.apply(v.key, v.value, v.revision)
+        self.ready = True
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        async def on_reconnect() -> None:
+            self.rewatch.set()
+
+        self.bus.reconnect_callbacks.append(on_reconnect)
+        await kv.follow(self.bus.kv.services, ">", self._on_entry, stop, self.rewatch)
