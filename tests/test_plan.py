@@ -150,7 +150,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "never deployed: nothing": (Case(record(0)), []),
     "first update: start, and answer 503 until it serves": (
         Case(record(1)),
-        ["emit deployment.started", "start r1", "route -"],
+        ["emit deployment.started", "route -", "start r1"],
     ),
     "new task warming up: empty route": (
         Case(

@@ -127,8 +127,10 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
             _stop(ctx, t, f"deployment of revision {t.revision} failed")
     live = [t for t in live if t.container_id not in memo.stopping]
     _report_health(ctx, live)
-    _ensure_task(ctx, rec, target, live)
+    # the route first: starting a task takes a while, and a first deploy's route
+    # makes the gateway answer 503 ("no healthy task yet") instead of 404 meanwhile
     _route_and_retire(ctx, rec, target, live)
+    _ensure_task(ctx, rec, target, live)
     return ctx.plan, ctx.memo
 
 

@@ -21,6 +21,7 @@ from services.deployer.executor import Executor, Outcome
 from services.deployer.health import HealthMonitor, Probe
 from services.deployer.model import HealthView, Memo, Observed, RouteView
 from services.deployer.plan import Inputs, Limits, plan
+from services.deployer.snapshot import ContainerSnapshot
 from services.deployer.status import build_status
 from shared import bus as busmod
 from shared import docker as shared_docker
@@ -53,8 +54,9 @@ class Deployer:
         self.bus = bus
         self.host = host
         self.health = HealthMonitor(session, self.enqueue)
+        self.containers = ContainerSnapshot(host)
         self.admission = asyncio.Lock()
-        self.executor = Executor(settings, bus, host, self.admission, self.free_mb, self.enqueue)
+        self.executor = Executor(settings, bus, host, self.admission, self.free_mb, self.on_stopped)
         self.limits = Limits(
             deploy_deadline_s=settings.deploy_deadline_s,
             backoff_s=settings.restart_backoff_s,
@@ -77,6 +79,10 @@ class Deployer:
             self.dirty.add(key)
             return
         self.workers[key] = asyncio.create_task(self._work(key), name=f"reconcile-{key}")
+
+    def on_stopped(self, key: str) -> None:
+        self.containers.invalidate()
+        self.enqueue(key)
 
     def wake_at(self, key: str, at: float) -> None:
         loop = asyncio.get_running_loop()
@@ -175,7 +181,7 @@ class Deployer:
         if memo is None:
             prior = await kv.get(self.bus.kv.status, key, ServiceStatus)
             memo = Memo.from_status(prior.value if prior else None)
-        all_tasks = await self.host.list_tasks()
+        all_tasks = await self.containers.get()
         tasks = [t for p, s, t in all_tasks if p == project and s == service]
         tasks = [t if t.live else await self._logs_done(t) for t in tasks]
         free = self.settings.capacity_mb - sum(
@@ -213,6 +219,8 @@ class Deployer:
         try:
             await self.executor.run(key, the_plan.actions, outcome)
         finally:
+            if outcome.changed:
+                self.containers.invalidate()
             if outcome.start_problem is not None:
                 self.start_problems[key] = outcome.start_problem
         if outcome.finished:
@@ -244,12 +252,13 @@ class Deployer:
     # ------------------------------------------------------------ triggers
     async def resync(self) -> None:
         keys = set(await kv.keys(self.bus.kv.services, ">"))
-        keys |= {names.service_key(p, s) for p, s, _ in await self.host.list_tasks() if p and s}
+        listing = await self.containers.get()
+        keys |= {names.service_key(p, s) for p, s, _ in listing if p and s}
         keys |= set(self.memos)
         keys |= set(await kv.keys(self.bus.kv.routes, ">"))
         for key in keys:
             self.enqueue(key)
-        running = {t.container_id for _, _, t in await self.host.list_tasks() if t.live}
+        running = {t.container_id for _, _, t in listing if t.live}
         self.health.keep_only(running)
 
     async def periodic(self, stop: asyncio.Event) -> None:
@@ -273,10 +282,12 @@ class Deployer:
             try:
                 async for action, project, service in self.host.events():
                     delay = 0.5
+                    self.containers.invalidate()
                     if project and service and action in _INTERESTING:
                         self.enqueue(names.service_key(project, service))
             except DockerUnavailable as err:
                 log.warning("%s; reconnecting in %.1fs", err, delay)
+            self.containers.invalidate()
             await asyncio.sleep(delay)
             delay = min(10.0, delay * 2)
             # the engine may have restarted: look at everything again
