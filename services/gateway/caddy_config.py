@@ -5,7 +5,7 @@ and a client that reuses one at that instant gets an error. So there is one
 route for every service path: the first path segment `<project>-<service>`
 names an SRV record that the gateway's DNS responder answers with the
 service's live tasks (looked up again every `SRV_REFRESH`, and kept for
-`SRV_GRACE` if the responder is away). The path reaches the service unchanged
+`SRV_GRACE` at a time if the responder is away). The path reaches the service unchanged
 (services listen under CONTEXT_ROOT). Two loopback-only fallback servers answer
 for services with no live task (503) and paths no service owns (404), both as
 JSON, and proxy errors are JSON too.
@@ -25,9 +25,11 @@ UNAVAILABLE_BODY = json.dumps(
     {"Error": "this service has no healthy task right now; try again shortly"}
 )
 SERVICE_PATH = r"^/[a-z][a-z0-9_-]*(/.*)?$"
-SRV_REFRESH = "200ms"
-SRV_REFRESH_S = 0.2
-SRV_GRACE = "1h"
+SRV_REFRESH = "100ms"
+SRV_REFRESH_S = 0.1
+# After a failed lookup Caddy uses its last answer without asking again for this
+# long: short, so that routes changed meanwhile are seen soon after.
+SRV_GRACE = "5s"
 
 
 def _static(
@@ -57,7 +59,11 @@ def services_route(settings: Settings) -> dict[str, Any]:
                     "resolver": {"addresses": [dns]},
                     "dial_timeout": "1s",
                 },
-                "transport": {"protocol": "http", "resolver": {"addresses": [dns]}},
+                "transport": {
+                    "protocol": "http",
+                    "resolver": {"addresses": [dns]},
+                    "keep_alive": {"max_idle_conns_per_host": 128},
+                },
                 "load_balancing": {
                     "selection_policy": {"policy": "round_robin"},
                     "try_duration": "2s",

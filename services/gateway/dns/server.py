@@ -19,7 +19,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.02
+POLL_S = 0.01
 
 
 class Responder(asyncio.DatagramProtocol):
