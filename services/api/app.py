@@ -23,9 +23,11 @@ from services.api import (
 )
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
+from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
 from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
-from services.api.store import Store
+from services.api.responses import json_response
+from services.api.store import RECENT_EVENTS, Store
 from shared import bus as busmod
 from shared.settings import Settings
 
@@ -55,9 +57,7 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
 async def healthz(request: web.Request) -> web.Response:
     bus = request.app[BUS]
     ok = bus.nc.is_connected
-    return web.json_response(
-        {"nats": "connected" if ok else "disconnected"}, status=200 if ok else 503
-    )
+    return json_response({"nats": "connected" if ok else "disconnected"}, status=200 if ok else 503)
 
 
 async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -66,7 +66,9 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BUS] = bus
     index = ServiceIndex(bus)
     await index.load()
-    app[STORE] = Store(bus, index)
+    events = EventCache(bus, RECENT_EVENTS)
+    await events.start()
+    app[STORE] = Store(bus, index, events)
     deleter = Deleter(app[STORE])
     app[handlers_services.DELETER] = deleter
     registry_session = handlers_registry.install(app, settings, deleter)
@@ -94,6 +96,7 @@ def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.
         "logs": handlers_logs.logs_view,
     }
     app[handlers_services.VIEWS] = views
+    app[handlers_services.LISTINGS] = {}
     add_routes(app.router, "")
     tails.add_log_routes(app.router, "")
     if settings.api_prefix:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from services.api.responses import json_response
 from shared.bus import BusError
 from shared.rules import RuleViolation
 
@@ -63,7 +64,7 @@ class Unavailable(ApiError):
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"Error": message}, status=status)
+    return json_response({"Error": message}, status=status)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

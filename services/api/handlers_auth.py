@@ -8,6 +8,7 @@ from services.api import auth
 from services.api.bodies import TokenRequest, read_body
 from services.api.errors import Unauthorized
 from services.api.keys import SETTINGS, STORE
+from services.api.responses import json_response
 from shared.clock import iso
 from shared.rules import RuleViolation, check_project, check_username
 
@@ -34,7 +35,7 @@ async def create_token(request: web.Request) -> web.Response:
     token, expires_at = await auth.issue_token(
         store, user.username, body.project, settings.token_ttl_s
     )
-    return web.json_response(
+    return json_response(
         {
             "token": token,
             "expires_at": iso(expires_at),
@@ -47,7 +48,7 @@ async def create_token(request: web.Request) -> web.Response:
 
 async def show_token(request: web.Request) -> web.Response:
     principal = await auth.check_token(request.app[STORE], auth.token_from_headers(request))
-    return web.json_response(
+    return json_response(
         {
             "username": principal.username,
             "project": principal.project,
@@ -60,4 +61,4 @@ async def revoke_token(request: web.Request) -> web.Response:
     store = request.app[STORE]
     principal = await auth.check_token(store, auth.token_from_headers(request))
     await store.delete_token(principal.token_digest)
-    return web.json_response({"revoked": True})
+    return json_response({"revoked": True})

@@ -20,6 +20,7 @@ from aiohttp import web
 from services.api import auth
 from services.api.errors import BadRequest
 from services.api.keys import BUS
+from services.api.responses import json_response
 from shared import names, streams
 from shared.bus import Bus
 from shared.clock import iso, parse_iso
@@ -89,7 +90,7 @@ async def logs_view(
     newest = await streams.newest_per_subject(bus.nc, names.STREAM_LOGS, pattern)
     chosen = sorted(newest, key=lambda m: m.seq, reverse=True)[:count]
     found = await asyncio.gather(*(_last_lines(bus, m, tail) for m in chosen))
-    return web.json_response(
+    return json_response(
         {
             "logs": [
                 {"stream_name": names.task_of_logs_subject(m.subject), "log_events": events}

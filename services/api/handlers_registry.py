@@ -21,6 +21,7 @@ from services.api.errors import Unavailable
 from services.api.keys import SETTINGS, STORE
 from services.api.registry_client import RegistryClient, RegistryUnavailable
 from services.api.registry_tokens import TOKEN_LIFETIME_S, TokenSigner, grant, parse_scopes
+from services.api.responses import json_response
 from shared import names
 from shared.clock import iso
 from shared.models import ServiceRecord
@@ -31,7 +32,7 @@ REGISTRY = web.AppKey("registry_client", RegistryClient)
 
 
 def _unauthorized(message: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": None}]},
         status=401,
         headers={"WWW-Authenticate": 'Basic realm="servicectl registry"'},
@@ -63,7 +64,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
     granted = grant(requested, identity.allowed)
     now = int(time.time())
     token = request.app[SIGNER].sign(identity.subject, granted, now)
-    return web.json_response(
+    return json_response(
         {
             "token": token,
             "access_token": token,
@@ -84,7 +85,7 @@ async def docker_view(
     except RegistryUnavailable as err:
         raise Unavailable(f"the image registry is unavailable ({err}); try again shortly") from err
     issued = await registry_creds.issue(request.app[STORE], settings, record)
-    return web.json_response(
+    return json_response(
         {
             "repo_uri": f"{settings.registry_addr}/"
             f"{names.image_repository(record.project, record.name)}",

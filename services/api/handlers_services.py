@@ -25,6 +25,7 @@ from services.api.definitions import body_of, build_revision
 from services.api.deletion import Deleter
 from services.api.errors import AlreadyExists, BadRequest, NotFound
 from services.api.keys import SETTINGS, STORE
+from services.api.responses import json_response
 from services.api.secrets import new_id
 from shared.bus import Conflict
 from shared.clock import iso_now
@@ -34,11 +35,13 @@ from shared.models import HealthCheck, ServiceRecord, TaskDefinition
 from shared.rules import RuleViolation, check_health_check, check_service_name
 
 DELETER = web.AppKey("deleter", Deleter)
-STATUS_EVENTS = 50
 DELETE_WAIT_S = 15.0
 
 ViewHandler = Callable[[web.Request, auth.Principal, ServiceRecord], Awaitable[web.StreamResponse]]
 VIEWS = web.AppKey("views", dict[str, ViewHandler])
+# encoded GET /services answers, by (project, index version): rebuilt after any change
+LISTINGS = web.AppKey("listings", dict[tuple[str, int], bytes])
+LISTINGS_MAX = 1000
 
 
 async def principal(request: web.Request) -> auth.Principal:
@@ -68,8 +71,18 @@ async def find_service(
 async def list_services(request: web.Request) -> web.Response:
     who = await principal(request)
     settings = request.app[SETTINGS]
-    records = await request.app[STORE].list_services(who.project)
-    return web.json_response([views.summary(settings, r) for r in records])
+    store = request.app[STORE]
+    cache = request.app[LISTINGS]
+    version = store.listing_version(who.project)
+    if version is not None and (cached := cache.get((who.project, version))) is not None:
+        return web.Response(body=cached, content_type="application/json")
+    records = await store.list_services(who.project)
+    response = json_response([views.summary(settings, r) for r in records])
+    if version is not None and isinstance(response.body, bytes):
+        if len(cache) >= LISTINGS_MAX:
+            cache.clear()
+        cache[(who.project, version)] = response.body
+    return response
 
 
 async def create_service(request: web.Request) -> web.Response:
@@ -112,19 +125,22 @@ async def create_service(request: web.Request) -> web.Response:
             message=f"service {name} created by {who.username}",
         )
     )
-    return web.json_response(views.summary(settings, record), status=201)
+    return json_response(views.summary(settings, record), status=201)
 
 
 # ------------------------------------------------------------------ one service
 async def get_service(request: web.Request) -> web.StreamResponse:
     who = await principal(request)
-    found = await find_service(request, who)
+    name = path_name(request, who.project)
+    record = await request.app[STORE].read_service(who.project, name)
+    if record is None:
+        raise NotFound(f"no service named {name!r} in project {who.project!r}")
     view = request.query.get("view", "status")
     handlers = request.app[VIEWS]
     handler = handlers.get(view)
     if handler is None:
         raise BadRequest(f"unknown view {view!r}: use one of {', '.join(sorted(handlers))}")
-    return await handler(request, who, found.value)
+    return await handler(request, who, record)
 
 
 async def status_view(
@@ -134,7 +150,7 @@ async def status_view(
     store = request.app[STORE]
     observed, events = await asyncio.gather(
         store.get_status(record.project, record.name),
-        store.recent_events(record.project, record.name, STATUS_EVENTS),
+        store.recent_events(record.project, record.name),
     )
     defs: dict[int, TaskDefinition] = {}
     if record.definition is not None:
@@ -147,7 +163,7 @@ async def status_view(
                     defs[task.revision] = td
     body: dict[str, Any] = views.summary(settings, record)
     body["status"] = views.status_view(record, observed, events, defs)
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def _store_revision(
@@ -193,7 +209,7 @@ async def _store_revision(
     body["revision"] = td.revision
     body["task_definition"] = views.revision_view(td, td.revision)
     body["warnings"] = warnings
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def update_service(request: web.Request) -> web.Response:
@@ -217,8 +233,8 @@ async def delete_service(request: web.Request) -> web.Response:
     if found is None:
         raise NotFound(f"no service named {name!r} in project {who.project!r}")
     if await deleter.wait_finished(found, DELETE_WAIT_S):
-        return web.json_response({"name": name, "status": "DELETED"})
-    return web.json_response({"name": name, "status": "DRAINING"}, status=202)
+        return json_response({"name": name, "status": "DELETED"})
+    return json_response({"name": name, "status": "DRAINING"}, status=202)
 
 
 # ------------------------------------------------------------------ revisions
@@ -231,7 +247,7 @@ async def list_revisions(request: web.Request) -> web.Response:
         r.revision != record.definition.revision for r in revs
     ):
         revs.append(record.definition)
-    return web.json_response(
+    return json_response(
         {
             "name": record.name,
             "revision": record.revision,

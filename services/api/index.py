@@ -26,6 +26,7 @@ class ServiceIndex:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.records: dict[str, tuple[ServiceRecord | None, int]] = {}
+        self.versions: dict[str, int] = {}  # project -> changes seen, to key caches
         self.ready = False
         self.rewatch = asyncio.Event()
 
@@ -35,6 +36,15 @@ class ServiceIndex:
         if known is not None and known[1] > revision:
             return
         self.records[key] = (record, revision)
+        project, _ = names.split_service_key(key)
+        self.versions[project] = self.versions.get(project, 0) + 1
+
+    def version(self, project: str) -> int:
+        return self.versions.get(project, 0)
+
+    def get(self, project: str, name: str) -> ServiceRecord | None:
+        known = self.records.get(names.service_key(project, name))
+        return known[0] if known is not None else None
 
     def _on_entry(self, key: str, value: bytes | None, revision: int) -> None:
         try:

@@ -19,6 +19,7 @@ from services.api.bodies import (
     TokenRequest,
 )
 from services.api.keys import SETTINGS
+from services.api.responses import json_response
 from shared import rules
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -292,7 +293,7 @@ def spec(prefix: str) -> dict[str, Any]:
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.json_response(spec(request.app[SETTINGS].api_prefix))
+    return json_response(spec(request.app[SETTINGS].api_prefix))
 
 
 def add_path(prefix: str, path: str, item: dict[str, Any]) -> None:

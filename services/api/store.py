@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 import nats.errors
 
+from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
 from shared import kv, names, streams
 from shared.bus import Bus, BusError
@@ -25,11 +26,16 @@ from shared.models import (
     UserRecord,
 )
 
+RECENT_EVENTS = 50  # shown in the status view
+
 
 class Store:
-    def __init__(self, bus: Bus, index: ServiceIndex | None = None) -> None:
+    def __init__(
+        self, bus: Bus, index: ServiceIndex | None = None, events: EventCache | None = None
+    ) -> None:
         self.bus = bus
         self.index = index
+        self.events = events
 
     # ------------------------------------------------------------ users
     async def get_user(self, username: str) -> Versioned[UserRecord] | None:
@@ -60,6 +66,19 @@ class Store:
             self.bus.kv.services, names.services_of_project(project), ServiceRecord
         )
         return sorted((v.value for v in found), key=lambda r: r.name)
+
+    async def read_service(self, project: str, name: str) -> ServiceRecord | None:
+        """A service for reading only: from the index when it is loaded (no round trip)."""
+        if self.index is not None and self.index.ready:
+            return self.index.get(project, name)
+        found = await self.get_service(project, name)
+        return found.value if found else None
+
+    def listing_version(self, project: str) -> int | None:
+        """Changes to the project's services so far, if the index tracks them."""
+        if self.index is not None and self.index.ready:
+            return self.index.version(project)
+        return None
 
     async def all_services(self) -> list[Versioned[ServiceRecord]]:
         return await kv.scan(self.bus.kv.services, ">", ServiceRecord)
@@ -139,10 +158,12 @@ class Store:
         except (TimeoutError, nats.errors.Error) as err:
             raise BusError(f"NATS: could not publish event: {err}") from err
 
-    async def recent_events(self, project: str, name: str, limit: int) -> list[AnyEvent]:
-        """Newest first."""
+    async def recent_events(self, project: str, name: str) -> list[AnyEvent]:
+        """The service's newest events, newest first."""
+        if self.events is not None:
+            return await self.events.recent(project, name)
         subject = names.events_subject(project, name)
-        stored = await streams.last_n(self.bus.nc, names.STREAM_EVENTS, subject, limit)
+        stored = await streams.last_n(self.bus.nc, names.STREAM_EVENTS, subject, RECENT_EVENTS)
         out: list[AnyEvent] = []
         for msg in reversed(stored):
             try:
@@ -153,6 +174,8 @@ class Store:
 
     async def purge_history(self, project: str, name: str) -> None:
         """Drop a deleted service's events and log lines."""
+        if self.events is not None:
+            self.events.forget(project, name)
         for stream, subject in (
             (names.STREAM_EVENTS, names.events_subject(project, name)),
             (names.STREAM_LOGS, names.logs_of_service(project, name)),
