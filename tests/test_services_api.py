@@ -167,6 +167,13 @@ def test_openapi_describes_every_endpoint(stack: Stack) -> None:
         ("/servicectl-1/auth/tokens", {"post"}),
         ("/servicectl-1/services", {"get", "post"}),
         ("/servicectl-1/services/{name}", {"get", "put", "delete"}),
+        ("/servicectl-1/services/{name}/revisions", {"get"}),
+        ("/servicectl-1/services/{name}/rollback", {"post"}),
+        ("/servicectl-1/services/{name}/logs/follow", {"get"}),
+        ("/servicectl-1/services/{name}/events/follow", {"get"}),
+        ("/servicectl-1/auth/tokens/current", {"get", "delete"}),
+        ("/servicectl-1/auth/registry", {"get"}),
+        ("/servicectl-1/healthz", {"get"}),
     ]:
         assert methods <= set(paths[path]), path
     assert "ServiceDefinitionBody" in spec["components"]["schemas"]

@@ -150,6 +150,36 @@ def spec(prefix: str) -> dict[str, Any]:
     }
     one = f"{prefix}/services/{{name}}"
     paths: dict[str, Any] = {
+        f"{prefix}/healthz": {
+            "get": {
+                "summary": "Whether the api reaches NATS",
+                "responses": {"200": _ok("connected"), "503": _ok("NATS unreachable")},
+            }
+        },
+        f"{prefix}/auth/registry": {
+            "get": {
+                "summary": "The registry's token server (Docker token protocol, HTTP Basic auth)",
+                "parameters": [
+                    {
+                        "name": "service",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "scope",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "repository:<project>/<service>:pull,push (repeatable)",
+                    },
+                ],
+                "responses": {
+                    "200": _ok("a bearer token for the granted scopes"),
+                    "401": _ok("missing or invalid registry credentials"),
+                },
+            }
+        },
         f"{prefix}/auth/tokens": {
             "post": {
                 "summary": "Log in: issue a session token for one project",
