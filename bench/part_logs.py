@@ -29,8 +29,9 @@ from bench import clients
 from bench.console import log
 from bench.harness import Platform
 from bench.report import Row, Target, median, percentile
-from shared import names
+from shared import names, streams
 from shared.bus import Bus
+from shared.models import decode_logs
 
 FLOOD_LINES = 100_000
 FLOODS = 2
@@ -82,12 +83,21 @@ def _running_container(p: Platform, service: str) -> str:
     raise RuntimeError(f"{service} has no running container")
 
 
-async def _stored_at(bus: Bus, target_seq: int, timeout: float = 180) -> float | None:
-    """Wall-clock time when the LOGS stream's last sequence reached `target_seq`."""
+async def _stored_lines(bus: Bus, pattern: str) -> int:
+    """The number of the newest line stored for the service (its one task), 0 if none.
+
+    A LOGS message holds a batch of lines, so the stream's sequence does not
+    count lines: the newest message's last line number does.
+    """
+    newest = await streams.newest_per_subject(bus.nc, names.STREAM_LOGS, pattern)
+    return max((decode_logs(m.data).last_n for m in newest), default=0)
+
+
+async def _stored_at(bus: Bus, pattern: str, target: int, timeout: float = 180) -> float | None:
+    """Wall-clock time when the service's newest stored line number reached `target`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = await bus.js.stream_info(names.STREAM_LOGS)
-        if info.state.last_seq >= target_seq:
+        if await _stored_lines(bus, pattern) >= target:
             return time.time()
         await asyncio.sleep(0.05)
     return None
@@ -122,8 +132,9 @@ async def _round(p: Platform, bus: Bus, service: str, lines: int) -> Round:
         await Reader.start("docker", cid, "--since", f"{since}", "--lines", n, "--idle", "5"),
     ]
     try:
-        first_seq = (await bus.js.stream_info(names.STREAM_LOGS)).state.last_seq
-        stored = asyncio.create_task(_stored_at(bus, first_seq + lines))
+        pattern = names.logs_of_service(p.project, service)
+        before = await _stored_lines(bus, pattern)
+        stored = asyncio.create_task(_stored_at(bus, pattern, before + lines))
         r = await asyncio.to_thread(
             subprocess.run, ["docker", "exec", cid, "touch", "/tmp/go"], capture_output=True
         )

@@ -22,6 +22,7 @@ from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KeyValue
 
 from shared import names
+from shared.models import LOG_BATCH_BYTES
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,12 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             name=names.STREAM_LOGS,
             subjects=[names.LOGS_ALL],
             storage=StorageType.FILE,
+            # A message holds one or more lines, so this keeps at least that many
+            # lines per task; the collector trims older batches by line count.
             max_msgs_per_subject=settings.log_max_lines_per_task,
             max_age=float(settings.log_max_age_s),
-            max_msg_size=settings.log_max_line_bytes + 1024,
+            # a batch, or one line on its own (JSON escapes, envelope and headers)
+            max_msg_size=max(LOG_BATCH_BYTES, settings.log_max_line_bytes) + 2048,
             duplicate_window=120.0,
             allow_direct=True,
         ),

@@ -7,7 +7,7 @@ decoders are built once here. Events live in `shared.events`.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -151,14 +151,47 @@ class GatewayAck(Record, frozen=True, kw_only=True):
     applied_at: str
 
 
+LogStreamName = Literal["stdout", "stderr"]
+
+# One LOGS message carries at most this many payload bytes, unless a single
+# line (up to SERVICECTL_LOG_MAX_LINE bytes) needs more on its own.
+LOG_BATCH_BYTES: Final = 64 * 1024
+LOG_BATCH_LINES: Final = 500
+
+
 class LogLine(Record, frozen=True, kw_only=True):
-    """One line of container output on the LOGS stream."""
+    """One line of container output: the LOGS stream's message format before batches.
+
+    Streams written by older collectors still hold such messages; readers take
+    them through `decode_logs`, as a batch of one."""
 
     time: str
-    stream: Literal["stdout", "stderr"]
+    stream: LogStreamName
     line: str
     n: int
     task: str
+
+
+class LogEntry(Record, frozen=True, kw_only=True):
+    """One line inside a `LogBatch`; its number is the batch's `n` plus its index."""
+
+    time: str  # when Docker received it: RFC 3339, UTC, nanoseconds
+    stream: LogStreamName
+    line: str
+
+
+class LogBatch(Record, frozen=True, kw_only=True):
+    """Consecutive lines of one task's output: one message on the LOGS stream.
+
+    The lines are numbered `n`, `n + 1`, ... (numbers count from 1 per task)."""
+
+    task: str
+    n: int
+    lines: list[LogEntry]
+
+    @property
+    def last_n(self) -> int:
+        return self.n + len(self.lines) - 1
 
 
 class LogCursor(Record, frozen=True, kw_only=True):
@@ -188,3 +221,14 @@ def decode(cls: type[_S], data: bytes) -> _S:
         dec = _decoders[cls] = msgspec.json.Decoder(cls)
     result: _S = dec.decode(data)
     return result
+
+
+def decode_logs(data: bytes) -> LogBatch:
+    """A LOGS message of either format as a batch; msgspec.DecodeError if it is neither."""
+    try:
+        return decode(LogBatch, data)
+    except msgspec.ValidationError:
+        old = decode(LogLine, data)  # one line, as stored by collectors before batches
+    return LogBatch(
+        task=old.task, n=old.n, lines=[LogEntry(time=old.time, stream=old.stream, line=old.line)]
+    )

@@ -120,9 +120,13 @@ def direct_get_subject(stream: str) -> str:
     return f"$JS.API.DIRECT.GET.{stream}"
 
 
-def log_message_id(container_id: str, timestamp: str, index: int) -> str:
-    """Nats-Msg-Id of one log line: JetStream drops a second copy within its window."""
-    return f"{container_id[:24]}:{timestamp}:{index}"
+def log_message_id(container_id: str, timestamp: str, index: int, lines: int = 1) -> str:
+    """Nats-Msg-Id of a LOGS message: its last line's Docker timestamp and index, and its size.
+
+    JetStream drops a second copy within its duplicate window. A message of one
+    line has no size suffix (the format of collectors before batches)."""
+    ident = f"{container_id[:24]}:{timestamp}:{index}"
+    return ident if lines == 1 else f"{ident}:{lines}"
 
 
 # ---------------------------------------------------------------- docker

@@ -2,20 +2,31 @@
 
 nats-py has no "last N messages of a subject" call, so this adapter speaks the
 direct-get API (`$JS.API.DIRECT.GET.<stream>`) itself: batch reads from a
-sequence, newest message per subject (`multi_last`), and a binary search over
+sequence, newest message per subject (`multi_last`), a binary search over
 sequences using the per-subject `Nats-Num-Pending` count to find where the last
-N messages of a subject begin. Streams must have `allow_direct`.
+N messages of a subject begin, and a search for the newest messages that add
+up to a weight (e.g. log lines, when one message holds several). Streams must
+have `allow_direct`.
+
+Replies to batch reads arrive on one wildcard inbox per connection and are
+collected by a callback until the end-of-batch status: no subscription or task
+per read or per message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from shared import names
 from shared.bus import BusError
@@ -50,38 +61,83 @@ def _stored(msg: Msg) -> StoredMsg:
     )
 
 
+class _Read:
+    """The replies to one direct-get request, until its end."""
+
+    def __init__(self, many: bool) -> None:
+        self.many = many
+        self.msgs: list[StoredMsg] = []
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def add(self, msg: Msg) -> None:
+        if self.done.done():
+            return
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            self.msgs.append(_stored(msg))
+            if not self.many:
+                self.done.set_result("")
+        else:
+            self.done.set_result(status)
+
+
+class _Inbox:
+    """One wildcard reply subscription of a connection, shared by all its batch reads."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()
+        self.reads: dict[str, _Read] = {}
+        self._sub: asyncio.Future[Subscription] | None = None
+        self._next = 0
+
+    async def ready(self) -> None:
+        if self._sub is None or (self._sub.done() and self._sub.exception() is not None):
+            self._sub = asyncio.ensure_future(
+                self.nc.subscribe(f"{self.prefix}.*", cb=self._on_msg, pending_msgs_limit=-1)
+            )
+        await asyncio.shield(self._sub)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        read = self.reads.get(msg.subject[len(self.prefix) + 1 :])
+        if read is not None:
+            read.add(msg)
+
+    def open(self, many: bool) -> tuple[str, _Read]:
+        self._next += 1
+        token = str(self._next)
+        read = self.reads[token] = _Read(many)
+        return f"{self.prefix}.{token}", read
+
+
+_inboxes: weakref.WeakKeyDictionary[NATS, _Inbox] = weakref.WeakKeyDictionary()
+
+
 async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[StoredMsg]:
     """Send one direct-get request and collect replies until end of batch or not found."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    out: list[StoredMsg] = []
+    box = _inboxes.get(nc)
+    if box is None:
+        box = _inboxes[nc] = _Inbox(nc)
+    many = "batch" in body or "multi_last" in body
     try:
-        await nc.publish(names.direct_get_subject(stream), json.dumps(body).encode(), reply=inbox)
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=_TIMEOUT)
-            except nats.errors.TimeoutError as err:
-                raise BusError(f"NATS: no answer from stream {stream}") from err
-            status = (msg.headers or {}).get("Status")
-            if status is None:
-                out.append(_stored(msg))
-                if "batch" not in body and "multi_last" not in body:
-                    return out
-                continue
-            if status in ("204", "404", "408"):
-                return out
-            if status == "413":
-                raise TooManyResults(f"NATS: too many subjects in one read of {stream}")
-            raise BusError(f"NATS: direct get on {stream} failed with status {status}")
-    except (TimeoutError, nats.errors.Error) as err:
-        if isinstance(err, BusError):
-            raise
-        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
-    finally:
+        await box.ready()
+        reply, read = box.open(many)
         try:
-            await sub.unsubscribe()
-        except nats.errors.Error:
-            pass
+            await nc.publish(
+                names.direct_get_subject(stream), json.dumps(body).encode(), reply=reply
+            )
+            status = await asyncio.wait_for(read.done, _TIMEOUT)
+        finally:
+            box.reads.pop(reply[len(box.prefix) + 1 :], None)
+    except TimeoutError as err:
+        raise BusError(f"NATS: no answer from stream {stream}") from err
+    except nats.errors.Error as err:
+        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+    if status in ("", "204", "404", "408"):
+        return read.msgs
+    if status == "413":
+        raise TooManyResults(f"NATS: too many subjects in one read of {stream}")
+    raise BusError(f"NATS: direct get on {stream} failed with status {status}")
 
 
 async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg | None:
@@ -101,14 +157,22 @@ async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg
 
 
 async def read_from(
-    nc: NATS, stream: str, subject: str, start_seq: int, count: int
+    nc: NATS, stream: str, subject: str, start_seq: int, count: int, max_bytes: int = 0
 ) -> list[StoredMsg]:
-    """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on."""
+    """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on.
+
+    With `max_bytes`, one request that the server ends once the messages it
+    sent reach that size (at least one message): read on from the last one's
+    sequence if its `num_pending` says there is more.
+    """
     if count == 1:
         one = await _request_one(
             nc, stream, {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": 1}
         )
         return [one] if one is not None else []
+    if max_bytes > 0:
+        body = {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": count}
+        return await _request_many(nc, stream, {**body, "max_bytes": max_bytes})
     out: list[StoredMsg] = []
     seq = max(start_seq, 1)
     while len(out) < count:
@@ -177,3 +241,50 @@ async def last_n(nc: NATS, stream: str, subject: str, n: int, hi: int = 0) -> li
     if start is None:
         return []
     return await read_from(nc, stream, subject, start, n)
+
+
+async def last_by_weight(
+    nc: NATS,
+    stream: str,
+    pattern: str,
+    total: int,
+    weight: Callable[[StoredMsg], int],
+    hi: int = 0,
+) -> list[StoredMsg]:
+    """The newest messages matching `pattern` whose weights add up to at least `total`.
+
+    Oldest first, up to sequence `hi` (the newest matching message if 0); all
+    of them if there is less. For messages that hold several items (log lines
+    in batches): `weight` counts a message's items. Starts with the newest
+    message and reaches further back, by the average weight seen so far, until
+    there is enough; every message is read once.
+    """
+    if total <= 0:
+        return []
+    if not hi:
+        hi = max((m.seq for m in await newest_per_subject(nc, stream, pattern)), default=0)
+        if not hi:
+            return []
+    got: list[StoredMsg] = []
+    weighed = 0
+    k = 1
+    while True:
+        start = await start_of_last(nc, stream, pattern, k, hi)
+        end = got[0].seq if got else hi + 1
+        if start is None or start >= end:
+            break  # nothing older is stored
+        older: list[StoredMsg] = []
+        seq = start
+        while seq < end:
+            chunk = await read_from(nc, stream, pattern, seq, min(_MAX_BATCH, max(k, 2)))
+            older += [m for m in chunk if m.seq < end]
+            if not chunk or chunk[-1].seq >= end - 1 or chunk[-1].num_pending == 0:
+                break
+            seq = chunk[-1].seq + 1
+        got = older + got
+        weighed += sum(weight(m) for m in older)
+        if weighed >= total:
+            break
+        # how many messages are likely to be enough, from the average so far
+        k = max(2 * k, math.ceil(len(got) * total / max(weighed, 1) * 1.2))
+    return got

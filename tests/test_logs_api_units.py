@@ -60,31 +60,44 @@ def test_token_from_protocols() -> None:
     assert token_from_protocols("") is None
 
 
-async def test_outbox_counts_what_a_slow_client_misses() -> None:
-    box = Outbox(max_messages=3, max_bytes=10_000)
-    assert all(box.offer(f"m{i}") for i in range(3))
-    assert not box.offer("m3") and not box.offer("m4")
-    assert box.missed == 2
-    assert await box.get() == "m0"
-    # room for one: not enough for the notice and a line, so still missing
-    assert not box.offer("m5")
+async def test_outbox_waits_for_room_until_the_client_took_half() -> None:
+    box = Outbox(max_messages=4, max_bytes=10_000)
+    for i in range(4):
+        await box.put(f"m{i}")
+    blocked = asyncio.create_task(box.put("m4"))
+    await asyncio.sleep(0.01)
+    assert not blocked.done() and len(box) == 4
+    assert await box.get() == "m0"  # three left: not yet half empty
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
     assert await box.get() == "m1"
-    assert box.offer("m6")
-    assert [await box.get() for _ in range(3)] == [
-        "m2",
-        json.dumps({"type": "missed", "count": 3}),
-        "m6",
-    ]
-    assert box.total_missed == 3 and box.missed == 0 and len(box) == 0
+    await asyncio.wait_for(blocked, 1)
+    assert [await box.get() for _ in range(3)] == ["m2", "m3", "m4"]
+    await box.wait_empty()
+    assert box.total_missed == 0
 
 
 async def test_outbox_bounds_bytes_but_always_takes_one() -> None:
     box = Outbox(max_messages=100, max_bytes=10)
-    assert box.offer("x" * 50)  # bigger than the limit, but the box was empty
-    assert not box.offer("y")
+    await asyncio.wait_for(box.put("x" * 50), 1)  # bigger than the limit, but the box was empty
+    blocked = asyncio.create_task(box.put("y"))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
     assert await box.get() == "x" * 50
-    await box.wait_empty()
-    assert box.offer("z")
+    await asyncio.wait_for(blocked, 1)
+    assert await box.get() == "y"
+
+
+async def test_outbox_announces_noted_misses_with_the_next_message() -> None:
+    box = Outbox(max_messages=100, max_bytes=10_000)
+    box.note_missed(4)
+    box.note_missed(3)
+    await box.put("line")
+    assert json.loads(await box.get()) == {"type": "missed", "count": 7}
+    assert await box.get() == "line"
+    await box.put("next")
+    assert await box.get() == "next"  # announced once
+    assert box.total_missed == 7 and box.missed == 0
 
 
 def test_line_gaps_count_what_a_slow_tail_never_read() -> None:
@@ -97,10 +110,10 @@ def test_line_gaps_count_what_a_slow_tail_never_read() -> None:
     assert gaps.skipped("", 0) == 0  # events carry no line numbers
 
 
-def test_outbox_announces_noted_misses_with_the_next_message() -> None:
-    box = Outbox(max_messages=100, max_bytes=10_000)
-    box.note_missed(4)
-    assert box.offer("line")
-    first = asyncio.run(box.get())
-    assert json.loads(first) == {"type": "missed", "count": 4}
-    assert asyncio.run(box.get()) == "line"
+def test_line_gaps_of_batches() -> None:
+    gaps = LineGaps()
+    assert gaps.seen("t1", 1, 300) == 0
+    assert gaps.seen("t1", 301, 450) == 0
+    assert gaps.seen("t1", 1001, 1200) == 550  # 451-1000 were trimmed before the tail read them
+    assert gaps.seen("t1", 900, 950) == 0  # never moves back (a batch stored late)
+    assert gaps.seen("t1", 1201, 1201) == 0

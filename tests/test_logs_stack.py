@@ -283,6 +283,28 @@ async def test_follow_gets_every_line_once_across_replacement(
     assert order.index("new") < last_old, "the replacement printed while the old task did"
 
 
+async def test_a_client_that_does_not_read_holds_up_nobody_and_later_gets_every_line(
+    svc: Containers, api: Api, stack: Stack
+) -> None:
+    total = 20000  # ~3 MB of websocket messages: far more than the outbox and socket buffers
+    name = svc.service
+    async with aiohttp.ClientSession() as http:
+        stalled = await http.ws_connect(ws_url(stack, name, token=api.token))
+        reader = await http.ws_connect(ws_url(stack, name, token=api.token))
+        assert json.loads((await reader.receive(timeout=10)).data) == {"type": "live"}
+        cid = svc.run("flood", numbered("line", total))
+        got = await receive_until(reader, total, timeout=60)  # while `stalled` reads nothing
+        cursor = await asyncio.to_thread(wait_done, stack, cid, 60)
+        late = await receive_until(stalled, total, timeout=60)
+        await stalled.close()
+        await reader.close()
+    assert cursor.line_no == total
+    for messages in (got, late):
+        lines = [m for m in messages if m["type"] == "log"]
+        assert [m["message"] for m in lines] == [f"line {i}" for i in range(1, total + 1)]
+        assert [m["type"] for m in messages if m["type"] != "log"] in ([], ["live"])
+
+
 async def test_follow_backlog_then_close_on_delete(svc: Containers, api: Api, stack: Stack) -> None:
     cid = svc.run("b", numbered("b", 50))
     await asyncio.to_thread(wait_done, stack, cid)

@@ -22,6 +22,7 @@ from services.logs.sequence import (
 )
 from shared import names
 from shared.models import LogCursor
+from tests.dockerlogs import reread_since
 
 TS = "2026-11-25T03:58:20.593851506Z"
 
@@ -243,14 +244,6 @@ def frames_of_a_busy_container() -> list[Frame]:
     return frames
 
 
-def reread_since(frames: list[Frame], after: Position | None) -> list[Frame]:
-    """What Docker returns for since=<after.timestamp> (inclusive)."""
-    if after is None:
-        return frames
-    limit = timestamps.parse(after.timestamp)
-    return [f for f in frames if timestamps.parse(timestamps.split_message(f.payload)[0]) >= limit]
-
-
 def test_resuming_from_any_published_line_gives_exactly_the_rest() -> None:
     frames = frames_of_a_busy_container()
     s = seq(max_bytes=16)
@@ -273,11 +266,21 @@ def test_later_and_message_ids() -> None:
     a, b = Position(stamp(1), 3, 10), Position(stamp(1), 4, 11)
     assert later(a, b) == b and later(b, a) == b and later(None, a) == a and later(a, None) == a
     cid = "c0ffee" * 10
-    mid = names.log_message_id(cid, TS, 7)
-    assert parse_message_id(mid, cid) == (TS, 7)
+    mid = names.log_message_id(cid, TS, 7)  # one line: also the format before batches
+    assert mid == f"{cid[:24]}:{TS}:7"
+    assert parse_message_id(mid, cid) == (TS, 7, 1)
+    batch = names.log_message_id(cid, TS, 7, 250)
+    assert parse_message_id(batch, cid) == (TS, 7, 250)
+    assert parse_message_id(batch, "d" * 64) is None
     assert parse_message_id(mid, "d" * 64) is None
     assert parse_message_id("garbage", cid) is None
     assert parse_message_id(f"{cid[:24]}:not-a-time:1", cid) is None
+    assert parse_message_id(f"{cid[:24]}:not-a-time:1:5", cid) is None
+    assert parse_message_id(f"{cid[:24]}:{TS}:x:5", cid) is None
+    assert parse_message_id(f"{cid[:24]}:{TS}:3:0", cid) is None
+    offset = "2026-11-25T04:58:20.593851506+01:00"
+    assert parse_message_id(names.log_message_id(cid, offset, 2, 9), cid) == (offset, 2, 9)
+    assert parse_message_id(names.log_message_id(cid, offset, 2), cid) == (offset, 2, 1)
 
 
 # ------------------------------------------------------------------ discovery

@@ -2,7 +2,10 @@
 
 `GET /services/<name>?view=logs&tail=N&streams=M` answers the last N lines of
 each of the M most recent log streams (a task's subject is its stream), newest
-stream first, in the shape clfpy prints. The websocket tails live in `tails`.
+stream first, in the shape clfpy prints. A LOGS message holds a batch of
+consecutive lines (`LogBatch`; older streams one `LogLine`), so "the last N
+lines" is found by line count, not message count. The websocket tails live in
+`tails`.
 
 Reads NATS through `shared.streams` only; must not import nats or touch Docker.
 """
@@ -24,7 +27,7 @@ from services.api.responses import json_response
 from shared import names, streams
 from shared.bus import Bus
 from shared.clock import iso, parse_iso
-from shared.models import LogLine, ServiceRecord, decode
+from shared.models import LogBatch, LogEntry, ServiceRecord, decode_logs
 
 TAIL_DEFAULT, TAIL_MAX = 20, 10_000
 STREAMS_DEFAULT, STREAMS_MAX = 1, 100
@@ -47,6 +50,8 @@ def int_param(query: Mapping[str, str], name: str, default: int, lo: int, hi: in
 
 def display_time(ts: str) -> str:
     """A Docker timestamp (nanoseconds) in the platform's format (UTC, milliseconds)."""
+    if len(ts) == 30 and ts[10] == "T" and ts[19] == "." and ts[29] == "Z":
+        return ts[:23] + "Z"  # Docker's own format: the quick way
     m = _DOCKER_TIME.fullmatch(ts)
     if m is not None:
         return f"{m.group(1)}.{m.group(2)}Z"
@@ -56,25 +61,80 @@ def display_time(ts: str) -> str:
         return ts
 
 
-def log_event(line: LogLine) -> dict[str, Any]:
+def log_event(entry: LogEntry, n: int) -> dict[str, Any]:
     return {
-        "time": display_time(line.time),
-        "message": line.line,
-        "stream": line.stream,
-        "n": line.n,
+        "time": display_time(entry.time),
+        "message": entry.line,
+        "stream": entry.stream,
+        "n": n,
     }
 
 
+class LogMessage(msgspec.Struct, frozen=True):
+    """One line as a websocket tail sends it."""
+
+    type: str
+    task: str
+    time: str
+    message: str
+    stream: str
+    n: int
+
+
+_encode_message = msgspec.json.Encoder().encode
+
+
+def websocket_messages(batch: LogBatch) -> list[str]:
+    """The websocket tail's messages for a batch of lines, one JSON text per line."""
+    task = batch.task
+    return [
+        _encode_message(LogMessage("log", task, display_time(e.time), e.line, e.stream, n)).decode()
+        for n, e in enumerate(batch.lines, batch.n)
+    ]
+
+
+def decode_batch(msg: streams.StoredMsg) -> LogBatch | None:
+    """The lines of a LOGS message (either format); None if it is not one."""
+    try:
+        return decode_logs(msg.data)
+    except msgspec.DecodeError:
+        return None
+
+
 # ------------------------------------------------------------------ reading the streams
+async def newest_lines(
+    bus: Bus, pattern: str, count: int, hi: int = 0
+) -> tuple[list[tuple[streams.StoredMsg, LogBatch]], int]:
+    """The messages that hold the newest `count` lines of `pattern` (oldest first), and
+    how many lines at the start of the first one are older than those."""
+    batches: dict[int, LogBatch] = {}
+
+    def weight(m: streams.StoredMsg) -> int:
+        batch = decode_batch(m)
+        if batch is None:
+            return 0
+        batches[m.seq] = batch
+        return len(batch.lines)
+
+    msgs = await streams.last_by_weight(bus.nc, names.STREAM_LOGS, pattern, count, weight, hi)
+    found = [(m, batches[m.seq]) for m in msgs if m.seq in batches]
+    surplus = sum(len(b.lines) for _, b in found) - count
+    start = 0
+    while start < len(found) and surplus >= len(found[start][1].lines):
+        surplus -= len(found[start][1].lines)
+        start += 1
+    return found[start:], max(0, surplus)
+
+
 async def _last_lines(bus: Bus, newest: streams.StoredMsg, n: int) -> list[dict[str, Any]]:
     if n == 0:
         return []
+    found, skip = await newest_lines(bus, newest.subject, n, newest.seq)
     events = []
-    for m in await streams.last_n(bus.nc, names.STREAM_LOGS, newest.subject, n, newest.seq):
-        try:
-            events.append(log_event(decode(LogLine, m.data)))
-        except msgspec.DecodeError:
-            continue
+    for _, batch in found:
+        for i, entry in enumerate(batch.lines[skip:], start=skip):
+            events.append(log_event(entry, batch.n + i))
+        skip = 0
     return events
 
 

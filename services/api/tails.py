@@ -3,13 +3,16 @@
 `GET /services/<name>/logs/follow?tail=N` and `.../events/follow?tail=N` are
 websockets: an optional backlog, then every new line (across task
 replacements) or event as one JSON text message, read from the stream in order
-by sequence. A wake-up subscription on the subjects makes new messages go out
-at once; a slow poll covers NATS restarts.
+by sequence. A LOGS message holds a batch of lines, which go out one message
+each. A wake-up subscription on the subjects makes new messages go out at once;
+a slow poll covers NATS restarts.
 
-Every client has a bounded outbox: a client that reads too slowly misses
-lines (and is told how many), it never holds up NATS or other clients. A tail
-closes with a reason when the service is deleted, the token expires or is
-revoked (4403/4404), or the api shuts down (1001).
+Every client has a bounded outbox, and its tail reads the stream only as fast
+as the client takes messages: the stream is the buffer. A client that falls
+further behind than the stream keeps lines is told how many it missed; it
+never holds up NATS or other clients. A tail closes with a reason when the
+service is deleted, the token expires or is revoked (4403/4404), or the api
+shuts down (1001).
 
 Reads NATS through `shared.streams`, `shared.kv` and the `Store`; must not
 import nats or touch Docker.
@@ -31,13 +34,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from services.api import auth
 from services.api.errors import BadRequest, Unauthorized
-from services.api.handlers_logs import TAIL_MAX, int_param, log_event
+from services.api.handlers_logs import (
+    TAIL_MAX,
+    decode_batch,
+    int_param,
+    newest_lines,
+    websocket_messages,
+)
 from services.api.handlers_services import find_service, principal
 from services.api.keys import BUS, STORE
 from shared import kv, names, streams
 from shared.bus import Bus, BusError
 from shared.clock import now
-from shared.models import LogLine, ServiceRecord, decode
+from shared.models import ServiceRecord, decode
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +59,7 @@ POLL_S = 1.0  # safety net: read even without a wake-up (e.g. just after a NATS 
 CHECK_S = 5.0  # how often the token and the service are checked again
 FINAL_S = 1.0  # after a deletion: time for the last lines and events to arrive
 HEARTBEAT_S = 30.0
-READ_BATCH = 500
+READ_MESSAGES, READ_BYTES = 500, 256 * 1024  # one read of the stream: whichever comes first
 
 SOCKETS = web.AppKey("log_sockets", set[web.WebSocketResponse])
 
@@ -64,7 +73,11 @@ def token_from_protocols(header: str) -> str | None:
 
 
 class Outbox:
-    """A client's bounded queue of text messages; what does not fit is counted as missed."""
+    """A client's bounded queue of text messages, with a count of what it missed.
+
+    `put` waits while the outbox is full, until the client has taken half of
+    it: the tail then reads on from the stream at the client's pace.
+    """
 
     def __init__(self, max_messages: int = OUTBOX_MESSAGES, max_bytes: int = OUTBOX_BYTES):
         self.max_messages = max_messages
@@ -74,6 +87,7 @@ class Outbox:
         self._items: deque[str] = deque()
         self._bytes = 0
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -98,18 +112,18 @@ class Outbox:
         self.missed += count
         self.total_missed += count
 
-    def offer(self, text: str) -> bool:
-        """Queue a message, after a notice of what was missed; False if it does not fit."""
-        notice = json.dumps({"type": "missed", "count": self.missed}) if self.missed else ""
-        if not self._fits(2 if notice else 1, len(notice) + len(text)):
-            self.missed += 1
-            self.total_missed += 1
-            return False
+    async def put(self, text: str) -> None:
+        """Queue a message, after a notice of what was missed; wait while there is no room."""
+        while True:
+            notice = json.dumps({"type": "missed", "count": self.missed}) if self.missed else ""
+            if self._fits(2 if notice else 1, len(notice) + len(text)):
+                break
+            self._room.clear()
+            await self._room.wait()
         if notice:
             self._push(notice)
             self.missed = 0
         self._push(text)
-        return True
 
     async def get(self) -> str:
         while not self._items:
@@ -119,6 +133,8 @@ class Outbox:
         self._bytes -= len(text)
         if not self._items:
             self._empty.set()
+        if len(self._items) <= self.max_messages // 2 and self._bytes <= self.max_bytes // 2:
+            self._room.set()
         return text
 
     async def wait_empty(self) -> None:
@@ -128,9 +144,12 @@ class Outbox:
 # ------------------------------------------------------------------ websocket tails
 @dataclass(frozen=True)
 class Rendered:
-    text: str
-    task: str = ""  # for log lines: the task and its line number, to notice gaps
-    n: int = 0
+    """The websocket messages of one stored message."""
+
+    texts: list[str]
+    task: str = ""  # for log lines: their task and first and last number, to notice gaps
+    first: int = 0
+    last: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,20 +157,18 @@ class TailSpec:
     stream: str
     pattern: str
     render: Callable[[streams.StoredMsg], Rendered | None]
+    lines: bool = False  # messages are batches of log lines (`tail` counts lines)
 
 
 def _render_log(msg: streams.StoredMsg) -> Rendered | None:
-    try:
-        line = decode(LogLine, msg.data)
-    except msgspec.DecodeError:
+    batch = decode_batch(msg)
+    if batch is None or not batch.lines:
         return None
-    return Rendered(
-        json.dumps({"type": "log", "task": line.task, **log_event(line)}), line.task, line.n
-    )
+    return Rendered(websocket_messages(batch), batch.task, batch.n, batch.last_n)
 
 
 def _render_event(msg: streams.StoredMsg) -> Rendered | None:
-    return Rendered(msg.data.decode("utf-8", "replace"))
+    return Rendered([msg.data.decode("utf-8", "replace")])
 
 
 class LineGaps:
@@ -163,12 +180,17 @@ class LineGaps:
     def __init__(self) -> None:
         self.last: dict[str, int] = {}
 
-    def skipped(self, task: str, n: int) -> int:
-        if not task or n <= 0:
+    def seen(self, task: str, first: int, last: int) -> int:
+        """Lines `first`..`last` of `task` arrived: how many before them never did."""
+        if not task or first <= 0:
             return 0
-        last = self.last.get(task)
-        self.last[task] = n
-        return n - last - 1 if last is not None and n > last + 1 else 0
+        before = self.last.get(task)
+        if before is None or last > before:
+            self.last[task] = last
+        return first - before - 1 if before is not None and first > before + 1 else 0
+
+    def skipped(self, task: str, n: int) -> int:
+        return self.seen(task, n, n)
 
 
 async def _ws_principal(request: web.Request) -> auth.Principal:
@@ -197,13 +219,15 @@ class Tail:
         who: auth.Principal,
         record: ServiceRecord,
         start: int,
+        skip: int = 0,
     ) -> None:
         self.app = app
         self.ws = ws
         self.spec = spec
         self.who = who
         self.record = record
-        self.seq = start
+        self.seq = self.start = start
+        self.skip = skip  # lines of message `start` older than the backlog asked for
         self.outbox = Outbox()
         self.gaps = LineGaps()
         self.wake = asyncio.Event()
@@ -212,12 +236,15 @@ class Tail:
     async def pump(self) -> None:
         nc = self.app[BUS].nc
         spec = self.spec
+        outbox = self.outbox
         live = False
         delay = POLL_S
         while True:
             self.wake.clear()
             try:
-                got = await streams.read_from(nc, spec.stream, spec.pattern, self.seq, READ_BATCH)
+                got = await streams.read_from(
+                    nc, spec.stream, spec.pattern, self.seq, READ_MESSAGES, READ_BYTES
+                )
             except BusError as err:
                 log.debug("tail of %s: %s", spec.pattern, err)
                 await asyncio.sleep(0.5)
@@ -225,14 +252,22 @@ class Tail:
             for m in got:
                 self.seq = m.seq + 1
                 rendered = spec.render(m)
-                if rendered is not None:
-                    self.outbox.note_missed(self.gaps.skipped(rendered.task, rendered.n))
-                    self.outbox.offer(rendered.text)
-            if len(got) >= READ_BATCH:
+                if rendered is None:
+                    continue
+                texts, first = rendered.texts, rendered.first
+                if self.skip:
+                    if m.seq == self.start:
+                        texts, first = texts[self.skip :], first + self.skip
+                    self.skip = 0
+                if rendered.task:
+                    outbox.note_missed(self.gaps.seen(rendered.task, first, rendered.last))
+                for text in texts:
+                    await outbox.put(text)
+            if got and got[-1].num_pending > 0:
                 continue
             if not live:
                 live = True
-                self.outbox.offer(json.dumps({"type": "live"}))
+                await outbox.put(json.dumps({"type": "live"}))
             # A wake-up can arrive before the stream has stored the message: after an
             # empty read look again soon, backing off to the poll interval.
             delay = POLL_S if got else min(POLL_S, delay * 4)
@@ -302,12 +337,16 @@ class Tail:
         await self.ws.close(code=code, message=reason.encode())
 
 
-async def _start_seq(bus: Bus, spec: TailSpec, tail: int) -> int:
+async def _start(bus: Bus, spec: TailSpec, tail: int) -> tuple[int, int]:
+    """Where a tail starts reading: (sequence, lines of that message to skip)."""
+    if tail > 0 and spec.lines:
+        found, skip = await newest_lines(bus, spec.pattern, tail)
+        return (found[0][0].seq, skip) if found else (1, 0)
     if tail > 0:
         start = await streams.start_of_last(bus.nc, spec.stream, spec.pattern, tail)
-        return start if start is not None else 1
+        return (start if start is not None else 1), 0
     newest = await streams.newest_per_subject(bus.nc, spec.stream, spec.pattern)
-    return max((m.seq for m in newest), default=0) + 1
+    return max((m.seq for m in newest), default=0) + 1, 0
 
 
 async def _wake_on(bus: Bus, pattern: str, wake: asyncio.Event) -> Any:
@@ -334,11 +373,11 @@ async def _serve(
         raise BadRequest("this endpoint is a websocket: connect with a websocket client")
     spec = spec_of(record)
     bus = request.app[BUS]
-    start = await _start_seq(bus, spec, tail)
+    start, skip = await _start(bus, spec, tail)
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.add(ws)
-    tail_ = Tail(request.app, ws, spec, who, record, start)
+    tail_ = Tail(request.app, ws, spec, who, record, start, skip)
     sub = await _wake_on(bus, spec.pattern, tail_.wake)
     workers = [asyncio.create_task(tail_.pump()), asyncio.create_task(tail_.write())]
     ender = asyncio.create_task(tail_.end())
@@ -368,7 +407,7 @@ async def follow_logs(request: web.Request) -> web.StreamResponse:
     return await _serve(
         request,
         lambda r: TailSpec(
-            names.STREAM_LOGS, names.logs_of_service(r.project, r.name), _render_log
+            names.STREAM_LOGS, names.logs_of_service(r.project, r.name), _render_log, lines=True
         ),
     )
 

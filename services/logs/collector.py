@@ -43,7 +43,10 @@ class Collector:
         self.source = source
         self.sink = sink
         self.stop = stop
-        self.limits = Limits(max_bytes=min(settings.log_max_line_bytes, sink.max_payload))
+        self.limits = Limits(
+            max_bytes=min(settings.log_max_line_bytes, sink.max_payload),
+            keep_lines=settings.log_max_lines_per_task,
+        )
         self.followers: dict[str, asyncio.Task[None]] = {}
         self.done: set[str] = set()  # stopped containers whose output is all published
         self.restarted: set[str] = set()  # started again while their follower was finishing

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiodocker
@@ -77,9 +77,12 @@ class DockerSource:
             yield action, ContainerInfo(id=cid, state="", labels=labels)
 
     async def logs(
-        self, container_id: str, *, since: str | None, follow: bool, idle: float
+        self, container_id: str, *, since: str | None, follow: bool, idle: Callable[[], float]
     ) -> AsyncGenerator[bytes, None]:
-        """The raw log stream from `since` on (inclusive); b"" after `idle` seconds of silence.
+        """The raw log stream from `since` on (inclusive); b"" after `idle()` seconds of silence.
+
+        Each chunk holds whatever had arrived (up to 256 KiB), so a reader that
+        falls behind gets larger chunks, not more of them.
 
         With `follow` the stream lasts until the container stops; the caller
         decides then whether it really has.
@@ -99,7 +102,7 @@ class DockerSource:
                 content = response.content
                 while True:
                     try:
-                        data = await asyncio.wait_for(content.readany(), idle)
+                        data = await asyncio.wait_for(content.readany(), idle())
                     except TimeoutError:
                         yield b""
                         continue

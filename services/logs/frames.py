@@ -13,22 +13,22 @@ Data may arrive cut anywhere, so the parser keeps what it cannot use yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import struct
+from typing import Literal, NamedTuple
 
 Stream = Literal["stdout", "stderr"]
 
 HEADER_BYTES = 8
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _STREAMS: dict[int, Stream] = {0: "stdout", 1: "stdout", 2: "stderr"}
+_HEADER = struct.Struct(">II")  # stream byte and three zero bytes, then the size
 
 
 class FrameError(ValueError):
     """The bytes are not a multiplexed Docker log stream."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):  # a tuple: made once per line, so it must be cheap
     stream: Stream
     payload: bytes
 
@@ -64,26 +64,42 @@ class FrameParser:
 
     def _frames(self) -> list[Frame]:
         buf = self._buf
+        if len(buf) < HEADER_BYTES:
+            return []
+        word, size = _HEADER.unpack_from(buf)
+        if word >> 24 not in _STREAMS or word & 0xFFFFFF or size > self.max_frame:
+            raise self._error(buf, 0)
+        if len(buf) - HEADER_BYTES < size:
+            return []  # not one whole frame yet (a long one arriving in pieces): no copy
+        data = bytes(buf)  # one copy; slicing bytes is cheaper than slicing a bytearray
         out: list[Frame] = []
+        append = out.append
+        unpack = _HEADER.unpack_from
+        streams = _STREAMS
+        max_frame = self.max_frame
         pos = 0
-        end = len(buf)
+        end = len(data)
         while end - pos >= HEADER_BYTES:
-            kind = buf[pos]
-            if kind not in _STREAMS or buf[pos + 1] or buf[pos + 2] or buf[pos + 3]:
-                raise FrameError(
-                    f"bad log frame header {bytes(buf[pos : pos + HEADER_BYTES])!r}: "
-                    "is the container running with a TTY?"
-                )
-            size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
-            if size > self.max_frame:
-                raise FrameError(f"log frame of {size} bytes exceeds {self.max_frame}")
-            if end - pos - HEADER_BYTES < size:
-                break
+            word, size = unpack(data, pos)
+            kind = streams.get(word >> 24)
+            if kind is None or word & 0xFFFFFF or size > max_frame:
+                raise self._error(data, pos)
             start = pos + HEADER_BYTES
-            out.append(Frame(_STREAMS[kind], bytes(buf[start : start + size])))
+            if end - start < size:
+                break
+            append(Frame(kind, data[start : start + size]))
             pos = start + size
         del buf[:pos]
         return out
+
+    def _error(self, data: bytes | bytearray, pos: int) -> FrameError:
+        word, size = _HEADER.unpack_from(data, pos)
+        if word >> 24 not in _STREAMS or word & 0xFFFFFF:
+            return FrameError(
+                f"bad log frame header {bytes(data[pos : pos + HEADER_BYTES])!r}: "
+                "is the container running with a TTY?"
+            )
+        return FrameError(f"log frame of {size} bytes exceeds {self.max_frame}")
 
     def _raw_lines(self) -> list[Frame]:
         buf = self._buf

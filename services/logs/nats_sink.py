@@ -1,12 +1,14 @@
-"""NATS adapter for the collector: publish lines with acks in flight, keep cursors.
+"""NATS adapter for the collector: publish batches of lines, read what is stored, keep cursors.
 
-Lines go to the LOGS stream with `Nats-Msg-Id` so that JetStream drops a copy
-published again after a failure; a batch is sent with every ack outstanding
-at once (`publish_async`) and succeeds only when all its acks came back.
-Cursors live in the log-cursors bucket, one key per container. The newest line
-stored on a task's subject is read back directly (its Msg-Id says where it came
-from), which lets a restarted collector resume exactly even if its last cursor
-write was lost. Library errors become `BusError`.
+A batch goes to the LOGS stream as one message with a `Nats-Msg-Id`, so that
+JetStream drops a copy published again after a failure; `publish` returns at
+once with a future for the acknowledgement, leaving it to the caller how many
+to keep in flight. The newest message stored on a task's subject is read back
+directly (its Msg-Id names its last line), which lets a restarted collector
+resume exactly even if its last cursor write was lost; `stored_ids` tells which
+batches arrived when acks went missing. `trim` drops a task's oldest messages.
+Cursors live in the log-cursors bucket, one key per container. Library errors
+become `BusError`.
 """
 
 from __future__ import annotations
@@ -14,23 +16,60 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import nats.errors
 import nats.js.errors
 
-from services.logs.sequence import Position, Unit, parse_message_id
-from shared import kv, names
+from services.logs.batches import Batch
+from services.logs.sequence import Position, parse_message_id
+from shared import kv, names, streams
 from shared.bus import Bus, BusError
-from shared.models import LogCursor, LogLine, decode, encode
+from shared.models import LogCursor, decode_logs
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT_S = 10.0
 _REQUEST_TIMEOUT_S = 5.0
 _ENVELOPE_BYTES = 2048  # headers and JSON fields around the text of a line
+
+
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The newest message stored on a task's subject, written by this container."""
+
+    position: Position  # its last line
+    seq: int
+    first_n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The stream refused a message for good (e.g. too large): sending it again cannot help."""
+
+    reason: str
+
+
+def outcome(fut: asyncio.Future[Any]) -> int | Rejected | None:
+    """The stream sequence an acknowledged publish got; Rejected; None while unknown or lost."""
+    if not fut.done() or fut.cancelled():
+        return None
+    err = fut.exception()
+    if err is None:
+        return int(fut.result().seq)
+    if isinstance(err, nats.js.errors.APIError) and err.code == 400:
+        return Rejected(str(err))
+    return None
+
+
+def cancel(futures: list[asyncio.Future[Any]]) -> None:
+    """Give up on acknowledgements (retrieving errors, so asyncio does not warn about them)."""
+    for fut in futures:
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()
 
 
 class LogSink:
@@ -42,48 +81,28 @@ class LogSink:
         """The largest message the server accepts, less room for the envelope."""
         return int(self.bus.nc.max_payload) - _ENVELOPE_BYTES
 
-    async def publish(
-        self, subject: str, container_id: str, task: str, units: Sequence[Unit]
-    ) -> int:
-        """Publish units in order with all acks in flight; the number the stream rejected.
-
-        Raises BusError if any ack is missing: the caller publishes the whole
-        batch again and JetStream drops the copies it already stored.
-        """
-        futures: list[asyncio.Future[Any]] = []
+    async def publish(self, subject: str, batch: Batch) -> asyncio.Future[Any]:
+        """Send one batch; the future is its acknowledgement (see `outcome`)."""
         try:
-            for u in units:
-                payload = encode(
-                    LogLine(time=u.timestamp, stream=u.stream, line=u.text, n=u.n, task=task)
-                )
-                headers = {"Nats-Msg-Id": names.log_message_id(container_id, u.timestamp, u.index)}
-                futures.append(await self.bus.js.publish_async(subject, payload, headers=headers))
-            if futures:
-                _, pending = await asyncio.wait(futures, timeout=ACK_TIMEOUT_S)
-                if pending:
-                    raise BusError(f"NATS did not acknowledge {len(pending)} of {len(units)} lines")
+            return await self.bus.js.publish_async(
+                subject, batch.payload, headers={"Nats-Msg-Id": batch.msg_id}
+            )
         except (TimeoutError, nats.errors.Error, OSError) as err:
-            _cancel(futures)
             raise BusError(f"NATS: cannot publish lines: {type(err).__name__}: {err}") from err
-        except BaseException:
-            _cancel(futures)
-            raise
-        rejected = 0
-        for u, fut in zip(units, futures, strict=True):
-            problem = fut.exception()
-            if problem is None:
-                continue
-            if isinstance(problem, nats.js.errors.APIError) and problem.code == 400:
-                # The stream refuses this message for good (e.g. too large): retrying
-                # would stall the container's log forever.
-                log.error(
-                    "%s: line %d dropped: the LOGS stream refused it: %s", subject, u.n, problem
-                )
-                rejected += 1
-                continue
-            _cancel(futures)
-            raise BusError(f"NATS: line {u.n} of {subject} not stored: {problem}")
-        return rejected
+
+    async def stored_ids(self, subject: str, after_seq: int, limit: int) -> dict[str, int]:
+        """Msg-Id → sequence of (up to `limit`) messages stored on `subject` after `after_seq`."""
+        found = await streams.read_from(
+            self.bus.nc, names.STREAM_LOGS, subject, after_seq + 1, limit
+        )
+        return {m.headers.get("Nats-Msg-Id", ""): m.seq for m in found}
+
+    async def trim(self, subject: str, before_seq: int) -> None:
+        """Drop the messages of `subject` stored before sequence `before_seq`."""
+        try:
+            await self.bus.js.purge_stream(names.STREAM_LOGS, seq=before_seq, subject=subject)
+        except (TimeoutError, nats.errors.Error, OSError) as err:
+            raise BusError(f"NATS: cannot trim {subject}: {err}") from err
 
     # ------------------------------------------------------------ cursors
     async def get_cursor(self, container_id: str) -> LogCursor | None:
@@ -101,8 +120,8 @@ class LogSink:
         return {v.key: v.value for v in found}
 
     # ------------------------------------------------------------ stored lines
-    async def last_stored(self, subject: str, container_id: str) -> Position | None:
-        """Where the newest line stored on `subject` came from, if from this container."""
+    async def last_stored(self, subject: str, container_id: str) -> Newest | None:
+        """The newest message stored on `subject`, if this container wrote it."""
         body = json.dumps({"last_by_subj": subject}).encode()
         try:
             msg = await self.bus.nc.request(
@@ -117,15 +136,13 @@ class LogSink:
         if found is None:
             return None
         try:
-            line = decode(LogLine, msg.data)
+            batch = decode_logs(msg.data)
         except msgspec.DecodeError:
             return None
-        return Position(found[0], found[1], line.n)
-
-
-def _cancel(futures: Sequence[asyncio.Future[Any]]) -> None:
-    for fut in futures:
-        if not fut.done():
-            fut.cancel()
-        elif not fut.cancelled():
-            fut.exception()  # retrieved, so asyncio does not warn about it
+        if not batch.lines:
+            return None
+        return Newest(
+            Position(found[0], found[1], batch.last_n),
+            int(headers.get("Nats-Sequence", "0")),
+            batch.n,
+        )

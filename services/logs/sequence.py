@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import msgspec
 
@@ -48,8 +49,7 @@ class Position:
         return (*timestamps.parse(self.timestamp), self.index)
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(msgspec.Struct, frozen=True, gc=False):  # made once per line: must be cheap
     """One line to publish."""
 
     timestamp: str
@@ -72,15 +72,23 @@ def later(a: Position | None, b: Position | None) -> Position | None:
     return b if b.key() > a.key() else a
 
 
-def parse_message_id(msg_id: str, container_id: str) -> tuple[str, int] | None:
-    """(timestamp, index) of a Nats-Msg-Id built by `names.log_message_id` for this container."""
+def parse_message_id(msg_id: str, container_id: str) -> tuple[str, int, int] | None:
+    """(timestamp, index, lines) of a Nats-Msg-Id built by `names.log_message_id`.
+
+    The timestamp and index are those of the message's last line; None if the
+    id is not one of this container's."""
     prefix, sep, rest = msg_id.partition(":")
-    ts, sep2, index = rest.rpartition(":")
-    if not sep or not sep2 or prefix != container_id[: len(prefix)] or not prefix:
+    if not sep or not prefix or prefix != container_id[: len(prefix)]:
         return None
-    if not index.isdigit() or not timestamps.is_timestamp(ts):
+    head, sep, last = rest.rpartition(":")
+    if not sep or not last.isdigit():
         return None
-    return ts, int(index)
+    if timestamps.is_timestamp(head):
+        return head, int(last), 1  # one line (also the format before batches)
+    ts, sep, index = head.rpartition(":")
+    if not sep or not index.isdigit() or not timestamps.is_timestamp(ts) or int(last) < 1:
+        return None
+    return ts, int(index), int(last)
 
 
 def json_size(text: str) -> int:
@@ -121,6 +129,7 @@ class Sequencer:
     def __init__(self, after: Position | None, *, max_bytes: int, max_encoded: int) -> None:
         self.max_bytes = max_bytes
         self.max_encoded = max_encoded
+        self._fits_whole = min(max_bytes, max_encoded)  # split_text's test for "no cutting"
         self._after = after
         self._after_key = after.key() if after is not None else None
         self._next_n = after.line_no + 1 if after is not None else 1
@@ -162,7 +171,18 @@ class Sequencer:
         if not ts:
             ts = self._last_ts
         self._last_ts = ts
+        stream = frame.stream
         complete = body.endswith(b"\n")
+        if complete and body.find(b"\n", 0, -1) < 0:
+            # the common case: one whole line, short enough to need no cutting
+            raw = body[:-2] if body.endswith(b"\r\n") else body[:-1]
+            text = raw.decode("utf-8", "replace")
+            if len(text) * _MAX_ESCAPE <= self._fits_whole:
+                if self._open[stream]:
+                    text = CONTINUED_PREFIX + text
+                    self._open[stream] = False
+                self._emit(ts, stream, text, out)
+                return
         if complete:
             body = body[:-1]
         lines = body.split(b"\n")
@@ -176,18 +196,19 @@ class Sequencer:
             for j, piece in enumerate(pieces):
                 open_after = j < len(pieces) - 1 or (not ends_line and more_follows)
                 line = piece
-                if self._open[frame.stream]:
+                if self._open[stream]:
                     line = CONTINUED_PREFIX + line
                 if open_after:
                     line += CONTINUED_SUFFIX
-                self._open[frame.stream] = open_after
-                self._emit(ts, frame.stream, line, out)
+                self._open[stream] = open_after
+                self._emit(ts, stream, line, out)
 
     def _emit(self, ts: str, stream: Stream, line: str, out: list[Unit]) -> None:
-        index = self._counts.get(ts, -1) + 1
-        self._counts[ts] = index
-        if len(self._counts) > _RECENT_TIMESTAMPS:
-            del self._counts[next(iter(self._counts))]
+        counts = self._counts
+        index = counts.get(ts, -1) + 1
+        counts[ts] = index
+        if len(counts) > 2 * _RECENT_TIMESTAMPS:  # forget old stamps, in bulk
+            self._counts = dict(islice(counts.items(), len(counts) - _RECENT_TIMESTAMPS, None))
         if self._after_key is not None:
             try:
                 key = (*timestamps.parse(ts), index)

@@ -15,7 +15,8 @@ import re
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
 )
-_MAX_LEN = 35
+# a message that starts with a timestamp: then a space, or nothing but its newline
+_STAMPED = re.compile(b"(" + _TIMESTAMP.pattern.encode() + rb")(?: |(?=\n?\Z))")
 EPOCH = "1970-01-01T00:00:00.000000000Z"
 
 TimeKey = tuple[int, int]
@@ -53,24 +54,7 @@ def seconds(ts: str) -> float:
 
 def split_message(payload: bytes) -> tuple[str, bytes]:
     """(timestamp, text) of one message `<timestamp> <text>`; ("", payload) if unstamped."""
-    cut = payload.find(b" ", 0, _MAX_LEN + 1)
-    if cut < 0:
-        head = payload[:_MAX_LEN]
-        # an empty message of a stamped stream is just the timestamp (and maybe "\n")
-        stripped = head.rstrip(b"\n")
-        if len(stripped) == len(payload.rstrip(b"\n")):
-            ts = _ascii(stripped)
-            if ts and is_timestamp(ts):
-                return ts, payload[len(stripped) :]
+    m = _STAMPED.match(payload)
+    if m is None:
         return "", payload
-    ts = _ascii(payload[:cut])
-    if ts and is_timestamp(ts):
-        return ts, payload[cut + 1 :]
-    return "", payload
-
-
-def _ascii(raw: bytes) -> str:
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        return ""
+    return m.group(1).decode("ascii"), payload[m.end() :]
