@@ -25,8 +25,8 @@ UNAVAILABLE_BODY = json.dumps(
     {"Error": "this service has no healthy task right now; try again shortly"}
 )
 SERVICE_PATH = r"^/[a-z][a-z0-9_-]*(/.*)?$"
-SRV_REFRESH = "100ms"
-SRV_REFRESH_S = 0.1
+SRV_REFRESH = "50ms"
+SRV_REFRESH_S = 0.05
 # After a failed lookup Caddy uses its last answer without asking again for this
 # long: short, so that routes changed meanwhile are seen soon after.
 SRV_GRACE = "5s"
