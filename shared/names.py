@@ -60,6 +60,16 @@ def token_key(token_digest: str) -> str:
     return token_digest
 
 
+def kv_changes(bucket: str) -> str:
+    """Core NATS subject on which every put, delete and purge of a KV bucket is published."""
+    return f"$KV.{bucket}.>"
+
+
+def kv_key_of_subject(bucket: str, subject: str) -> str:
+    """The key a `kv_changes` message is about."""
+    return subject[len(bucket) + 5 :]  # after "$KV.<bucket>."
+
+
 def registry_user(project: str, service: str, cred_id: str) -> str:
     """The Docker user name of a registry credential; also its KV key.
 

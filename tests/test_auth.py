@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
+from services.api import secrets
+from shared import bus as busmod
+from shared import kv, names
 from tests.conftest import Api, login, make_user, unique
 from tests.stack import Stack
 
@@ -92,6 +97,28 @@ def test_revoked_token_is_refused(stack: Stack, project: str) -> None:
     assert r.status_code == 403 and "revoked" in r.json()["Error"]
 
 
+async def _purge_token(stack: Stack, token: str) -> None:
+    """Revoke a token the way another api instance would: straight in the bucket."""
+    bus = await busmod.connect(stack.settings, name="test-auth")
+    try:
+        await kv.purge(bus.kv.tokens, names.token_key(secrets.digest(token)))
+    finally:
+        await bus.close()
+
+
+def test_token_revoked_elsewhere_is_refused_at_once(stack: Stack, project: str) -> None:
+    """The api caches verified tokens; a change in the bucket evicts them immediately."""
+    user, pw = make_user(stack, project)
+    api = Api(stack, login(stack, user, pw, project))
+    for _ in range(3):  # now certainly cached
+        assert api.get("/services").status_code == 200
+    asyncio.run(_purge_token(stack, api.token or ""))
+    deadline = time.monotonic() + 0.5  # a NATS message, not the cache's 5 s lifetime
+    while (r := api.get("/services")).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert r.status_code == 403 and "revoked" in r.json()["Error"]
+
+
 def test_expired_token_is_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
     s = Stack(tmp_path_factory.mktemp("short-tokens"), {"SERVICECTL_TOKEN_TTL": "10"})
     try:
@@ -100,8 +127,6 @@ def test_expired_token_is_refused(tmp_path_factory: pytest.TempPathFactory) -> N
         user, pw = make_user(s, project)
         api = Api(s, login(s, user, pw, project))
         assert api.get("/services").status_code == 200
-        import time
-
         time.sleep(10.5)
         r = api.get("/services")
         assert r.status_code == 403

@@ -28,6 +28,7 @@ from services.api.index import ServiceIndex
 from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
 from services.api.responses import json_response
 from services.api.store import RECENT_EVENTS, Store
+from services.api.token_cache import TokenCache
 from shared import bus as busmod
 from shared.settings import Settings
 
@@ -68,7 +69,9 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
     await index.load()
     events = EventCache(bus, RECENT_EVENTS)
     await events.start()
-    app[STORE] = Store(bus, index, events)
+    tokens = TokenCache()
+    await tokens.start(bus)
+    app[STORE] = Store(bus, index, events, tokens)
     deleter = Deleter(app[STORE])
     app[handlers_services.DELETER] = deleter
     registry_session = handlers_registry.install(app, settings, deleter)

@@ -12,6 +12,7 @@ import nats.errors
 
 from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
+from services.api.token_cache import TokenCache
 from shared import kv, names, streams
 from shared.bus import Bus, BusError
 from shared.events import AnyEvent, Event, decode_event, encode_event
@@ -31,11 +32,16 @@ RECENT_EVENTS = 50  # shown in the status view
 
 class Store:
     def __init__(
-        self, bus: Bus, index: ServiceIndex | None = None, events: EventCache | None = None
+        self,
+        bus: Bus,
+        index: ServiceIndex | None = None,
+        events: EventCache | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         self.bus = bus
         self.index = index
         self.events = events
+        self.tokens = tokens
 
     # ------------------------------------------------------------ users
     async def get_user(self, username: str) -> Versioned[UserRecord] | None:
@@ -52,11 +58,21 @@ class Store:
         await kv.create(self.bus.kv.tokens, names.token_key(digest), record, ttl=ttl)
 
     async def get_token(self, digest: str) -> TokenRecord | None:
-        found = await kv.get(self.bus.kv.tokens, names.token_key(digest), TokenRecord)
-        return found.value if found else None
+        key = names.token_key(digest)
+        if self.tokens is not None and (hit := self.tokens.get(key)) is not None:
+            return hit
+        found = await kv.get(self.bus.kv.tokens, key, TokenRecord)
+        if found is None:
+            return None
+        if self.tokens is not None:
+            self.tokens.put(key, found.value)
+        return found.value
 
     async def delete_token(self, digest: str) -> None:
-        await kv.purge(self.bus.kv.tokens, names.token_key(digest))
+        key = names.token_key(digest)
+        await kv.purge(self.bus.kv.tokens, key)
+        if self.tokens is not None:
+            self.tokens.evict(key)
 
     # ------------------------------------------------------------ services
     async def list_services(self, project: str) -> list[ServiceRecord]:
