@@ -24,7 +24,9 @@ import json
 import struct
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -95,6 +97,19 @@ async def _until_done(seen: Seen, idle: float, messages: asyncio.Queue[None]) ->
             return
 
 
+async def _pump_until_done(
+    pump: Coroutine[Any, Any, None], beat: asyncio.Queue[None], seen: Seen, idle: float
+) -> None:
+    """Run a reader's pump (which beats per line) until the lines are all in or stop."""
+    task = asyncio.create_task(pump)
+    try:
+        # the first beat comes only after "ready" has been printed and lines flow
+        await _wait_first(beat, seen)
+        await _until_done(seen, idle, beat)
+    finally:
+        task.cancel()
+
+
 def _ready() -> None:
     print("ready", flush=True)
 
@@ -123,13 +138,7 @@ async def read_ws(url: str, token: str, seen: Seen, idle: float) -> None:
                 elif kind == "live":
                     _ready()
 
-        task = asyncio.create_task(pump())
-        try:
-            # the first beat comes only after "ready" has been printed and lines flow
-            await _wait_first(beat, seen)
-            await _until_done(seen, idle, beat)
-        finally:
-            task.cancel()
+        await _pump_until_done(pump(), beat, seen, idle)
 
 
 async def _wait_first(beat: asyncio.Queue[None], seen: Seen, timeout: float = 120.0) -> None:
@@ -179,12 +188,7 @@ async def read_docker(container: str, since: float, seen: Seen, idle: float) -> 
                         seen.line(line.decode("utf-8", "replace"), now)
                 beat.put_nowait(None)
 
-        task = asyncio.create_task(pump())
-        try:
-            await _wait_first(beat, seen)
-            await _until_done(seen, idle, beat)
-        finally:
-            task.cancel()
+        await _pump_until_done(pump(), beat, seen, idle)
 
 
 def main() -> None:

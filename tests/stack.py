@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import requests
 
 from deploy import configs, keys
+from shared import bus as busmod
+from shared.bus import Bus
 from shared.settings import Settings
 
 VENV_BIN = Path(sys.executable).parent
@@ -218,6 +221,16 @@ class Stack:
     @property
     def registry(self) -> str:
         return f"127.0.0.1:{self.ports['registry']}"
+
+    # ---------------------------------------------------------------- nats
+    @asynccontextmanager
+    async def bus(self, name: str = "test") -> AsyncIterator[Bus]:
+        """A NATS connection of the test's own to the stack's server, closed afterwards."""
+        b = await busmod.connect(self.settings, name=name)
+        try:
+            yield b
+        finally:
+            await b.close()
 
     # ---------------------------------------------------------------- processes
     def _define(self) -> None:

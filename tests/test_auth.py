@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from services.api import secrets
-from shared import bus as busmod
 from shared import kv, names
 from tests.conftest import Api, login, make_user, unique
 from tests.stack import Stack
@@ -99,11 +98,8 @@ def test_revoked_token_is_refused(stack: Stack, project: str) -> None:
 
 async def _purge_token(stack: Stack, token: str) -> None:
     """Revoke a token the way another api instance would: straight in the bucket."""
-    bus = await busmod.connect(stack.settings, name="test-auth")
-    try:
+    async with stack.bus("test-auth") as bus:
         await kv.purge(bus.kv.tokens, names.token_key(secrets.digest(token)))
-    finally:
-        await bus.close()
 
 
 def test_token_revoked_elsewhere_is_refused_at_once(stack: Stack, project: str) -> None:

@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from services.api import secrets
-from shared import bus as busmod
 from shared import kv, names
 from shared.models import TokenRecord
 from tests.conftest import Api, login, make_user, unique
@@ -370,8 +369,7 @@ def campaign(stack: Stack) -> dict[str, Any]:
     expired = secrets.new_token()
 
     async def plant_expired() -> None:
-        bus = await busmod.connect(stack.settings, name="test")
-        try:
+        async with stack.bus("test") as bus:
             await kv.put(
                 bus.kv.tokens,
                 names.token_key(secrets.digest(expired)),
@@ -382,8 +380,6 @@ def campaign(stack: Stack) -> dict[str, Any]:
                     expires_at=time.time() - 50,
                 ),
             )
-        finally:
-            await bus.close()
 
     asyncio.run(plant_expired())
     return {

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from shared import bus as busmod
 from shared import names, streams
 from tests import apps
 from tests.conftest import Api, login, make_user, unique
@@ -79,13 +78,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def events_of(stack: Stack, project: str, service: str) -> list[tuple[str, str]]:
     async def read() -> list[tuple[str, str]]:
-        bus = await busmod.connect(stack.settings, name="faults-test")
-        try:
+        async with stack.bus("faults-test") as bus:
             subject = names.events_subject(project, service)
             stored = await streams.read_from(bus.nc, names.STREAM_EVENTS, subject, 1, 10_000)
             return [(m.time, m.data.decode()) for m in stored]
-        finally:
-            await bus.close()
 
     return asyncio.run(read())
 

@@ -103,11 +103,11 @@ async def test_outbox_announces_noted_misses_with_the_next_message() -> None:
 def test_line_gaps_count_what_a_slow_tail_never_read() -> None:
 
     gaps = LineGaps()
-    assert [gaps.skipped("t1", n) for n in (5, 6, 7)] == [0, 0, 0]
-    assert gaps.skipped("t1", 12) == 4  # 8-11 were gone before the tail read them
-    assert gaps.skipped("t2", 40) == 0  # a task first seen mid-way: nothing known
-    assert gaps.skipped("t2", 41) == 0
-    assert gaps.skipped("", 0) == 0  # events carry no line numbers
+    assert [gaps.seen("t1", n, n) for n in (5, 6, 7)] == [0, 0, 0]
+    assert gaps.seen("t1", 12, 12) == 4  # 8-11 were gone before the tail read them
+    assert gaps.seen("t2", 40, 40) == 0  # a task first seen mid-way: nothing known
+    assert gaps.seen("t2", 41, 41) == 0
+    assert gaps.seen("", 0, 0) == 0  # events carry no line numbers
 
 
 def test_line_gaps_of_batches() -> None:

@@ -23,7 +23,6 @@ import requests
 from clfpy import ServicesClient
 
 from services.logs import timestamps
-from shared import bus as busmod
 from shared import kv, names
 from shared.models import LogCursor, ServiceRecord
 from tests.conftest import Api
@@ -72,21 +71,15 @@ class Containers:
 
 
 async def _service_uid(stack: Stack, project: str, name: str) -> str:
-    bus = await busmod.connect(stack.settings, name="test-logs")
-    try:
+    async with stack.bus("test-logs") as bus:
         found = await kv.get(bus.kv.services, names.service_key(project, name), ServiceRecord)
-    finally:
-        await bus.close()
     assert found is not None
     return found.value.uid
 
 
 async def _cursor(stack: Stack, cid: str) -> LogCursor | None:
-    bus = await busmod.connect(stack.settings, name="test-logs")
-    try:
+    async with stack.bus("test-logs") as bus:
         found = await kv.get(bus.kv.log_cursors, names.log_cursor_key(cid), LogCursor)
-    finally:
-        await bus.close()
     return found.value if found else None
 
 

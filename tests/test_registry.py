@@ -20,7 +20,6 @@ import requests
 from clfpy import ServicesClient
 
 from services.api.secrets import digest
-from shared import bus as busmod
 from shared import kv, names
 from shared.models import RegistryCredential, ServiceRecord
 from tests.conftest import Api
@@ -33,6 +32,15 @@ def push_as(config: Path, source: str, target: str) -> subprocess.CompletedProce
     tagged = docker(config, "tag", source, target)
     assert tagged.returncode == 0, tagged.stderr
     return docker(config, "push", target)
+
+
+def deployer_credentials(stack: Stack, proxy_endpoint: str) -> dict[str, str]:
+    """The platform's own pull credential, in the shape `login` takes."""
+    return {
+        "user": names.DEPLOYER_REGISTRY_USER,
+        "password": stack.settings.deployer_secret_path.read_text().strip(),
+        "proxy_endpoint": proxy_endpoint,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +149,7 @@ def test_expired_credentials_are_refused(stack: Stack, api: Api, project: str) -
     assert record["name"] == "exp"
 
     async def plant() -> tuple[str, str]:
-        bus = await busmod.connect(stack.settings, name="test")
-        try:
+        async with stack.bus("test") as bus:
             svc = await kv.get(bus.kv.services, names.service_key(project, "exp"), ServiceRecord)
             assert svc is not None
             user = names.registry_user(project, "exp", "expired01")
@@ -161,8 +168,6 @@ def test_expired_credentials_are_refused(stack: Stack, api: Api, project: str) -
                 ),
             )
             return user, password
-        finally:
-            await bus.close()
 
     user, password = asyncio.run(plant())
     r = _token(stack, user, password, f"repository:{project}/exp:pull")
@@ -182,11 +187,7 @@ def test_delete_revokes_credentials_and_images(
     r = _token(stack, creds["user"], creds["password"], f"repository:{project}/gone:pull")
     assert r.status_code == 401
     # the tags are gone from the registry: the platform's own pull credential cannot fetch them
-    deployer = {
-        "user": names.DEPLOYER_REGISTRY_USER,
-        "password": stack.settings.deployer_secret_path.read_text().strip(),
-        "proxy_endpoint": creds["proxy_endpoint"],
-    }
+    deployer = deployer_credentials(stack, creds["proxy_endpoint"])
     config2 = tmp_path / "deployer"
     assert login(config2, deployer).returncode == 0
     docker(config2, "rmi", f"{creds['repo_uri']}:v1", f"{creds['repo_uri']}:v2")
@@ -207,11 +208,7 @@ def test_deployer_credential_pulls_but_cannot_push(
     config = tmp_path / "user"
     assert login(config, creds).returncode == 0
     assert push_as(config, base_image, f"{creds['repo_uri']}:v1").returncode == 0
-    deployer = {
-        "user": names.DEPLOYER_REGISTRY_USER,
-        "password": stack.settings.deployer_secret_path.read_text().strip(),
-        "proxy_endpoint": creds["proxy_endpoint"],
-    }
+    deployer = deployer_credentials(stack, creds["proxy_endpoint"])
     config2 = tmp_path / "deployer"
     assert login(config2, deployer).returncode == 0
     docker(config2, "rmi", f"{creds['repo_uri']}:v1")

@@ -189,9 +189,6 @@ class LineGaps:
             self.last[task] = last
         return first - before - 1 if before is not None and first > before + 1 else 0
 
-    def skipped(self, task: str, n: int) -> int:
-        return self.seen(task, n, n)
-
 
 async def _ws_principal(request: web.Request) -> auth.Principal:
     """Who asks: a token from a header, the `token` parameter or a subprotocol."""
