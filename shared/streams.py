@@ -146,7 +146,7 @@ async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg
         msg = await nc.request(
             names.direct_get_subject(stream), json.dumps(body).encode(), timeout=_TIMEOUT
         )
-    except (nats.errors.Error, TimeoutError) as err:
+    except (nats.errors.Error, TimeoutError, OSError) as err:
         raise BusError(f"NATS: {type(err).__name__}: {err}") from err
     status = (msg.headers or {}).get("Status")
     if status is None:
@@ -154,6 +154,11 @@ async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg
     if status in ("204", "404", "408"):
         return None
     raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+
+
+async def last_of_subject(nc: NATS, stream: str, subject: str) -> StoredMsg | None:
+    """The newest message stored on `subject` (no wildcards); None if there is none."""
+    return await _request_one(nc, stream, {"last_by_subj": subject})
 
 
 async def read_from(

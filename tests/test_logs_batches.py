@@ -183,6 +183,35 @@ async def test_pipeline_stores_every_line_once_in_order_and_trims(bus: Bus) -> N
     await pipe.close()
 
 
+@pytest.mark.parametrize("how", ["its publish failed", "its connection dropped since"])
+async def test_a_batch_that_may_be_lost_is_stored_before_the_next_is_sent(
+    bus: Bus, how: str
+) -> None:
+    """Otherwise a lost batch sent again would land after later lines (a NATS restart)."""
+    task = "failed" if how == "its publish failed" else "dropped"
+    container = task + CID  # Msg-Ids of their own: purging the stream keeps the old ones
+    subject = names.logs_subject("p", "s", task)
+    sink = LogSink(bus)
+    first, second = (
+        encode_batch([unit(n) for n in range(k, k + 5)], task, container)[0] for k in (1, 6)
+    )
+    pipe = Pipeline(sink, subject, "test", _pause, keep_lines=1000)
+    pipe.resume(None, None)
+    pending = asyncio.get_running_loop().create_future()  # never stored, no ack coming
+    if how == "its publish failed":
+        pending.set_exception(TimeoutError())
+        pipe._connection = sink.connection
+    else:
+        pipe._connection = -1  # an earlier connection
+    pipe._inflight.append((first, pending))
+    await pipe.send(second)
+    await pipe.drain()
+    stored = await stored_units(bus, subject)
+    assert stored == [(n, f"line {n}") for n in range(1, 11)]  # in order, once each
+    assert pipe.acked == second.last and pipe.stored_lines == 10
+    await pipe.close()
+
+
 async def test_unacknowledged_batches_are_sent_again_only_if_missing(
     bus: Bus, nats_settings: Settings
 ) -> None:

@@ -14,7 +14,6 @@ become `BusError`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ from shared.models import LogCursor, decode_logs
 
 log = logging.getLogger(__name__)
 
-_REQUEST_TIMEOUT_S = 5.0
 _ENVELOPE_BYTES = 2048  # headers and JSON fields around the text of a line
 
 
@@ -81,6 +79,15 @@ class LogSink:
         """The largest message the server accepts, less room for the envelope."""
         return int(self.bus.nc.max_payload) - _ENVELOPE_BYTES
 
+    @property
+    def connection(self) -> int | None:
+        """Which connection a publish goes out on now (None: none, it is buffered for the next).
+
+        Batches published on a connection that has since dropped may be lost
+        while later ones are stored: the caller must settle them first."""
+        nc = self.bus.nc
+        return int(nc.stats["reconnects"]) if nc.is_connected else None
+
     async def publish(self, subject: str, batch: Batch) -> asyncio.Future[Any]:
         """Send one batch; the future is its acknowledgement (see `outcome`)."""
         try:
@@ -122,17 +129,10 @@ class LogSink:
     # ------------------------------------------------------------ stored lines
     async def last_stored(self, subject: str, container_id: str) -> Newest | None:
         """The newest message stored on `subject`, if this container wrote it."""
-        body = json.dumps({"last_by_subj": subject}).encode()
-        try:
-            msg = await self.bus.nc.request(
-                names.direct_get_subject(names.STREAM_LOGS), body, timeout=_REQUEST_TIMEOUT_S
-            )
-        except (TimeoutError, nats.errors.Error, OSError) as err:
-            raise BusError(f"NATS: cannot read the last line of {subject}: {err}") from err
-        headers = msg.headers or {}
-        if headers.get("Status") is not None:
-            return None  # 404: nothing stored on the subject
-        found = parse_message_id(headers.get("Nats-Msg-Id", ""), container_id)
+        msg = await streams.last_of_subject(self.bus.nc, names.STREAM_LOGS, subject)
+        if msg is None:
+            return None  # nothing stored on the subject
+        found = parse_message_id(msg.headers.get("Nats-Msg-Id", ""), container_id)
         if found is None:
             return None
         try:
@@ -141,8 +141,4 @@ class LogSink:
             return None
         if not batch.lines:
             return None
-        return Newest(
-            Position(found[0], found[1], batch.last_n),
-            int(headers.get("Nats-Sequence", "0")),
-            batch.n,
-        )
+        return Newest(Position(found[0], found[1], batch.last_n), msg.seq, batch.n)

@@ -90,6 +90,7 @@ class Pipeline:
         self.acked_seq = 0  # the newest sequence known to hold one of our batches
         self.stored_lines = 0  # lines acknowledged by this pipeline
         self._inflight: deque[tuple[Batch, asyncio.Future[Any]]] = deque()
+        self._connection: int | None = None  # the connection the batches in flight went out on
         self._kept: deque[Kept] = deque()
         self._trimming: asyncio.Task[None] | None = None
 
@@ -105,10 +106,20 @@ class Pipeline:
         return len(self._inflight)
 
     async def send(self, batch: Batch) -> None:
-        """Publish a batch, waiting only if `window` batches are unacknowledged."""
+        """Publish a batch, waiting only if `window` batches are unacknowledged.
+
+        Batches in flight that may be lost (their connection dropped since, or
+        their publish failed) are stored first: a batch sent again after a later
+        one was stored would put the task's lines out of order on the stream.
+        """
         self.poll()
+        if self._inflight and (
+            self.sink.connection != self._connection or self._inflight[0][1].done()
+        ):
+            await self._recover()
         while len(self._inflight) >= self.window:
             await self._settle_first()
+        self._connection = self.sink.connection
         try:
             fut = await self.sink.publish(self.subject, batch)
         except BusError as err:
