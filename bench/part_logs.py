@@ -29,7 +29,7 @@ from bench import clients
 from bench.console import log
 from bench.harness import Platform
 from bench.report import Row, Target, median, percentile
-from shared import names, streams
+from shared import names
 from shared.bus import Bus
 from shared.models import decode_logs
 
@@ -89,7 +89,7 @@ async def _stored_lines(bus: Bus, pattern: str) -> int:
     A LOGS message holds a batch of lines, so the stream's sequence does not
     count lines: the newest message's last line number does.
     """
-    newest = await streams.newest_per_subject(bus.nc, names.STREAM_LOGS, pattern)
+    newest = await bus.streams.newest_per_subject(names.STREAM_LOGS, pattern)
     return max((decode_logs(m.data).last_n for m in newest), default=0)
 
 

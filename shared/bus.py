@@ -1,9 +1,14 @@
-"""NATS adapter: connect with backoff and declare every stream and KV bucket.
+"""The NATS adapter: the connection, JetStream resources, publishing and subscribing.
 
-This is the one place that knows how the platform's JetStream resources are
-configured. Callers get a `Bus` holding the connection, the JetStream context and
-the KV handles. Library errors that callers must handle are re-raised as the
-platform's own (`Conflict`, `Missing`).
+This is the one place (with its parts `shared.kv` and `shared.streams`) that
+imports nats-py. Services get a `Bus` and call its typed methods: publish an
+event, publish with an acknowledgement (awaited, or in flight), subscribe to a
+subject, purge a stream's messages, read stored messages (`Bus.streams`) and use
+the KV buckets (`Bus.kv`, through `shared.kv`). Library errors become the
+platform's own (`BusError`, `Conflict`, `Missing` from `shared.errors`).
+
+`connect` retries with backoff and declares every stream and bucket, so it is
+also the one place that knows how they are configured.
 """
 
 from __future__ import annotations
@@ -12,62 +17,191 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-from nats.js.kv import KeyValue
 
 from shared import names
+from shared.errors import BusError, Conflict, Missing
+from shared.events import Event, encode_event
+from shared.kv import Bucket
 from shared.models import LOG_BATCH_BYTES
 from shared.settings import Settings
+from shared.streams import StreamReader
+
+__all__ = ["Bus", "BusError", "Conflict", "Missing", "Refused", "connect"]
 
 log = logging.getLogger(__name__)
 
+_ERRORS = (TimeoutError, nats.errors.Error, OSError)
 
-class BusError(Exception):
-    """NATS is unreachable or answered with an error."""
-
-
-class Conflict(BusError):
-    """A compare-and-set lost: the key changed (or exists) since it was read."""
-
-
-class Missing(BusError):
-    """The key does not exist."""
+OnMessage = Callable[[str, bytes], Awaitable[None]]
 
 
 @dataclass
 class Buckets:
-    users: KeyValue
-    tokens: KeyValue
-    services: KeyValue
-    revisions: KeyValue
-    status: KeyValue
-    routes: KeyValue
-    gateway: KeyValue
-    registry_creds: KeyValue
-    log_cursors: KeyValue
+    users: Bucket
+    tokens: Bucket
+    services: Bucket
+    revisions: Bucket
+    status: Bucket
+    routes: Bucket
+    gateway: Bucket
+    registry_creds: Bucket
+    log_cursors: Bucket
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The stream refused a message for good (e.g. too large): sending it again cannot help."""
+
+    reason: str
+
+
+Ack = asyncio.Future[Any]
+"""The acknowledgement of a message published with `Bus.publish_async` (see `ack_outcome`)."""
+
+
+def ack_outcome(ack: Ack) -> int | Refused | None:
+    """The stream sequence an acknowledged publish got; Refused; None while unknown or lost."""
+    if not ack.done() or ack.cancelled():
+        return None
+    err = ack.exception()
+    if err is None:
+        return int(ack.result().seq)
+    if isinstance(err, nats.js.errors.APIError) and err.code == 400:
+        return Refused(str(err))
+    return None
+
+
+def cancel_acks(acks: list[Ack]) -> None:
+    """Give up on acknowledgements (retrieving errors, so asyncio does not warn about them)."""
+    for ack in acks:
+        if not ack.done():
+            ack.cancel()
+        elif not ack.cancelled():
+            ack.exception()
+
+
+def lost_ack() -> Ack:
+    """An acknowledgement that will never come (for a publish that failed before it left)."""
+    ack: Ack = asyncio.get_running_loop().create_future()
+    ack.cancel()
+    return ack
+
+
+class Subscription:
+    """A core NATS subscription; `unsubscribe` ends it (errors are ignored then)."""
+
+    def __init__(self, sub: NatsSubscription) -> None:
+        self._sub = sub
+
+    async def unsubscribe(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except _ERRORS:
+            pass
 
 
 @dataclass
 class Bus:
-    nc: NATS
+    nc: NATS  # for the adapter modules in shared/ and for tests only
     js: JetStreamContext
     kv: Buckets
+    streams: StreamReader
     reconnect_callbacks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closing: bool = False
+
+    # ------------------------------------------------------------ connection
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    @property
+    def connection(self) -> int | None:
+        """Which connection a publish goes out on now (None: none, it is buffered for the next)."""
+        return int(self.nc.stats["reconnects"]) if self.nc.is_connected else None
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server accepts."""
+        return int(self.nc.max_payload)
+
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call `callback` after every reconnect (subscriptions' consumers must be rebuilt)."""
+        self.reconnect_callbacks.append(callback)
+
+    def forget_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        if callback in self.reconnect_callbacks:
+            self.reconnect_callbacks.remove(callback)
+
+    async def flush(self) -> None:
+        """Return once the server has everything sent so far (subscriptions included)."""
+        try:
+            await self.nc.flush()
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot flush: {err}") from err
 
     async def close(self) -> None:
         self.closing = True
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
-            except (TimeoutError, nats.errors.Error, OSError):
+            except _ERRORS:
                 await self.nc.close()
+
+    # ------------------------------------------------------------ publishing
+    async def publish_event(self, event: Event) -> None:
+        """Store an event on the EVENTS stream (the subject of its service)."""
+        await self.publish(names.events_subject(event.project, event.service), encode_event(event))
+
+    async def publish(self, subject: str, payload: bytes, *, msg_id: str | None = None) -> int:
+        """Store a message on the stream of `subject`; its sequence once acknowledged."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        try:
+            ack = await self.js.publish(subject, payload, headers=headers)
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot publish on {subject}: {err}") from err
+        return int(ack.seq)
+
+    async def publish_async(self, subject: str, payload: bytes, *, msg_id: str) -> Ack:
+        """Send a message to a stream without waiting for its acknowledgement."""
+        try:
+            return await self.js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        except _ERRORS as err:
+            raise BusError(
+                f"NATS: cannot publish on {subject}: {type(err).__name__}: {err}"
+            ) from err
+
+    async def purge(self, stream: str, *, subject: str, before_seq: int | None = None) -> None:
+        """Drop the messages of `subject` from `stream` (only those before `before_seq`)."""
+        try:
+            if before_seq is None:
+                await self.js.purge_stream(stream, subject=subject)
+            else:
+                await self.js.purge_stream(stream, seq=before_seq, subject=subject)
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot purge {subject} from {stream}: {err}") from err
+
+    # ------------------------------------------------------------ subscribing
+    async def subscribe(self, subject: str, on_message: OnMessage) -> Subscription:
+        """Call `on_message(subject, data)` for every message published on `subject`."""
+
+        async def deliver(msg: Msg) -> None:
+            await on_message(msg.subject, msg.data)
+
+        try:
+            sub = await self.nc.subscribe(subject, cb=deliver)
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot subscribe to {subject}: {err}") from err
+        return Subscription(sub)
 
 
 def _bucket(name: str, history: int = 1, max_value: int | None = None) -> KeyValueConfig:
@@ -119,7 +253,7 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     ]
 
 
-async def ensure_resources(js: JetStreamContext, settings: Settings) -> Buckets:
+async def ensure_resources(nc: NATS, js: JetStreamContext, settings: Settings) -> Buckets:
     """Create the streams and buckets if missing; update limits that changed."""
     for cfg in stream_configs(settings):
         try:
@@ -127,12 +261,14 @@ async def ensure_resources(js: JetStreamContext, settings: Settings) -> Buckets:
         except nats.js.errors.BadRequestError:
             # exists with a different configuration: bring the limits up to date
             await js.update_stream(cfg)
-    handles: dict[str, KeyValue] = {}
+    reader = StreamReader(nc, js)
+    handles: dict[str, Bucket] = {}
     for kv_cfg in bucket_configs():
         try:
-            handles[kv_cfg.bucket] = await js.key_value(kv_cfg.bucket)
+            handle = await js.key_value(kv_cfg.bucket)
         except nats.js.errors.BucketNotFoundError:
-            handles[kv_cfg.bucket] = await js.create_key_value(kv_cfg)
+            handle = await js.create_key_value(kv_cfg)
+        handles[kv_cfg.bucket] = Bucket(kv_cfg.bucket, handle, reader)
     return Buckets(
         users=handles[names.BUCKET_USERS],
         tokens=handles[names.BUCKET_TOKENS],
@@ -186,8 +322,8 @@ async def connect(
                 error_cb=on_error,
             )
             js = nc.jetstream(timeout=5)
-            kv = await ensure_resources(js, settings)
-            bus = Bus(nc=nc, js=js, kv=kv)
+            kv = await ensure_resources(nc, js, settings)
+            bus = Bus(nc=nc, js=js, kv=kv, streams=kv.users.reader)
             bus_holder.append(bus)
             return bus
         except (TimeoutError, nats.errors.Error, OSError) as err:

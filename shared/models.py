@@ -72,6 +72,8 @@ class TaskDefinition(Record, frozen=True, kw_only=True):
     environment: list[EnvVar]
     created_at: str
     rolled_back_from: int | None = None
+    # the Idempotency-Key of the request that made it: a retry answers this revision
+    request_id: str = ""
 
 
 class ServiceRecord(Record, frozen=True, kw_only=True):

@@ -60,9 +60,19 @@ def token_key(token_digest: str) -> str:
     return token_digest
 
 
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream that holds a KV bucket."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, pattern: str) -> str:
+    """The subject (or pattern) under which a KV bucket stores the keys matching `pattern`."""
+    return f"$KV.{bucket}.{pattern}"
+
+
 def kv_changes(bucket: str) -> str:
     """Core NATS subject on which every put, delete and purge of a KV bucket is published."""
-    return f"$KV.{bucket}.>"
+    return kv_subject(bucket, ">")
 
 
 def kv_key_of_subject(bucket: str, subject: str) -> str:

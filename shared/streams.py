@@ -1,16 +1,18 @@
-"""Reading stored messages of one subject back from a JetStream stream.
+"""Reading stored messages back from JetStream streams: part of the NATS adapter.
 
-nats-py has no "last N messages of a subject" call, so this adapter speaks the
-direct-get API (`$JS.API.DIRECT.GET.<stream>`) itself: batch reads from a
-sequence, newest message per subject (`multi_last`), a binary search over
-sequences using the per-subject `Nats-Num-Pending` count to find where the last
-N messages of a subject begin, and a search for the newest messages that add
-up to a weight (e.g. log lines, when one message holds several). Streams must
-have `allow_direct`.
+`StreamReader` (one per connection, reached as `Bus.streams`) answers "the
+newest message of a subject", "N messages from a sequence on", "the newest
+message of every subject matching a pattern", "the last N messages of a
+subject" and "the newest messages that add up to a weight" (log lines, when
+one message holds several). Streams must have `allow_direct`.
 
-Replies to batch reads arrive on one wildcard inbox per connection and are
-collected by a callback until the end-of-batch status: no subscription or task
-per read or per message.
+nats-py's `get_msg(direct=True)` does single reads and is used for them. It
+cannot send batch reads (`batch`, `multi_last`, `max_bytes`), and only batch
+replies carry `Nats-Num-Pending`, which the binary search for "the last N"
+needs: those requests are written here against the direct-get API
+(`$JS.API.DIRECT.GET.<stream>`). Their replies arrive on one wildcard inbox per
+connection and are collected by a callback until the end-of-batch status: no
+subscription or task per read or per message.
 """
 
 from __future__ import annotations
@@ -18,25 +20,23 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
 from shared import names
-from shared.bus import BusError
+from shared.errors import BusError, TooManyResults
 
 _TIMEOUT = 5.0
 _MAX_BATCH = 1000
-
-
-class TooManyResults(BusError):
-    """The server refuses a multi-subject read this large (it caps them near 1024)."""
+_NOT_FOUND = ("204", "404", "408")  # end of batch, no such message, request timed out
 
 
 @dataclass(frozen=True)
@@ -110,186 +110,208 @@ class _Inbox:
         return f"{self.prefix}.{token}", read
 
 
-_inboxes: weakref.WeakKeyDictionary[NATS, _Inbox] = weakref.WeakKeyDictionary()
+def _stored_raw(raw: Any) -> StoredMsg:
+    """A message nats-py's `get_msg` returned, in this module's shape."""
+    h = dict(raw.headers or {})
+    return StoredMsg(
+        subject=str(raw.subject or h.get("Nats-Subject", "")),
+        seq=int(raw.seq or h.get("Nats-Sequence", "0")),
+        time=h.get("Nats-Time-Stamp", ""),
+        data=raw.data or b"",
+        num_pending=int(h.get("Nats-Num-Pending", "0")),
+        headers=h,
+    )
 
 
-async def _request_many(nc: NATS, stream: str, body: dict[str, Any]) -> list[StoredMsg]:
-    """Send one direct-get request and collect replies until end of batch or not found."""
-    box = _inboxes.get(nc)
-    if box is None:
-        box = _inboxes[nc] = _Inbox(nc)
-    many = "batch" in body or "multi_last" in body
-    try:
-        await box.ready()
-        reply, read = box.open(many)
+class StreamReader:
+    """Reads of stored messages over one NATS connection."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext) -> None:
+        self._nc = nc
+        self._js = js
+        self._inbox = _Inbox(nc)
+
+    # ------------------------------------------------------------ requests
+    async def _request_many(self, stream: str, body: dict[str, Any]) -> list[StoredMsg]:
+        """Send one direct-get request; collect replies until end of batch or not found."""
+        box = self._inbox
+        many = "batch" in body or "multi_last" in body
         try:
-            await nc.publish(
-                names.direct_get_subject(stream), json.dumps(body).encode(), reply=reply
+            await box.ready()
+            reply, read = box.open(many)
+            try:
+                await self._nc.publish(
+                    names.direct_get_subject(stream), json.dumps(body).encode(), reply=reply
+                )
+                status = await asyncio.wait_for(read.done, _TIMEOUT)
+            finally:
+                box.reads.pop(reply[len(box.prefix) + 1 :], None)
+        except TimeoutError as err:
+            raise BusError(f"NATS: no answer from stream {stream}") from err
+        except nats.errors.Error as err:
+            raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+        if status == "" or status in _NOT_FOUND:
+            return read.msgs
+        if status == "413":
+            raise TooManyResults(f"NATS: too many subjects in one read of {stream}")
+        raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+
+    async def _next_with_pending(self, stream: str, subject: str, seq: int) -> StoredMsg | None:
+        """The first message of `subject` from `seq` on, with its `num_pending`.
+
+        A batch of one: only batch replies carry `Nats-Num-Pending`. The reply
+        comes through the connection's shared reply inbox (`request`)."""
+        body = {"seq": max(seq, 1), "next_by_subj": subject, "batch": 1}
+        try:
+            msg = await self._nc.request(
+                names.direct_get_subject(stream), json.dumps(body).encode(), timeout=_TIMEOUT
             )
-            status = await asyncio.wait_for(read.done, _TIMEOUT)
-        finally:
-            box.reads.pop(reply[len(box.prefix) + 1 :], None)
-    except TimeoutError as err:
-        raise BusError(f"NATS: no answer from stream {stream}") from err
-    except nats.errors.Error as err:
-        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
-    if status in ("", "204", "404", "408"):
-        return read.msgs
-    if status == "413":
-        raise TooManyResults(f"NATS: too many subjects in one read of {stream}")
-    raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+        except (nats.errors.Error, TimeoutError, OSError) as err:
+            raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+        status = (msg.headers or {}).get("Status")
+        if status is None:
+            return _stored(msg)
+        if status in _NOT_FOUND:
+            return None
+        raise BusError(f"NATS: direct get on {stream} failed with status {status}")
 
+    # ------------------------------------------------------------ reads
+    async def last_of_subject(self, stream: str, subject: str) -> StoredMsg | None:
+        """The newest message stored on `subject` (no wildcards); None if there is none."""
+        try:
+            raw = await self._js.get_msg(stream, subject=subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        except (nats.errors.Error, TimeoutError, OSError) as err:
+            raise BusError(f"NATS: {type(err).__name__}: {err}") from err
+        return _stored_raw(raw)
 
-async def _request_one(nc: NATS, stream: str, body: dict[str, Any]) -> StoredMsg | None:
-    """One message through the connection's shared reply inbox (no subscription of its own)."""
-    try:
-        msg = await nc.request(
-            names.direct_get_subject(stream), json.dumps(body).encode(), timeout=_TIMEOUT
-        )
-    except (nats.errors.Error, TimeoutError, OSError) as err:
-        raise BusError(f"NATS: {type(err).__name__}: {err}") from err
-    status = (msg.headers or {}).get("Status")
-    if status is None:
-        return _stored(msg)
-    if status in ("204", "404", "408"):
-        return None
-    raise BusError(f"NATS: direct get on {stream} failed with status {status}")
+    async def read_from(
+        self, stream: str, subject: str, start_seq: int, count: int, max_bytes: int = 0
+    ) -> list[StoredMsg]:
+        """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on.
 
-
-async def last_of_subject(nc: NATS, stream: str, subject: str) -> StoredMsg | None:
-    """The newest message stored on `subject` (no wildcards); None if there is none."""
-    return await _request_one(nc, stream, {"last_by_subj": subject})
-
-
-async def read_from(
-    nc: NATS, stream: str, subject: str, start_seq: int, count: int, max_bytes: int = 0
-) -> list[StoredMsg]:
-    """Up to `count` messages of `subject` (wildcards allowed) from `start_seq` on.
-
-    With `max_bytes`, one request that the server ends once the messages it
-    sent reach that size (at least one message): read on from the last one's
-    sequence if its `num_pending` says there is more.
-    """
-    if count == 1:
-        one = await _request_one(
-            nc, stream, {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": 1}
-        )
-        return [one] if one is not None else []
-    if max_bytes > 0:
-        body = {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": count}
-        return await _request_many(nc, stream, {**body, "max_bytes": max_bytes})
-    out: list[StoredMsg] = []
-    seq = max(start_seq, 1)
-    while len(out) < count:
-        want = min(_MAX_BATCH, count - len(out))
-        got = await _request_many(nc, stream, {"seq": seq, "next_by_subj": subject, "batch": want})
-        out.extend(got)
-        if len(got) < want or not got or got[-1].num_pending == 0:
-            break
-        seq = got[-1].seq + 1
-    return out
-
-
-async def newest_per_subject(nc: NATS, stream: str, pattern: str) -> list[StoredMsg]:
-    """The newest stored message of every subject matching `pattern`, in sequence order."""
-    try:
-        return await _request_many(nc, stream, {"multi_last": [pattern]})
-    except TooManyResults:
-        pass
-    # More subjects than one request may return: read everything, keep the newest of each.
-    newest: dict[str, StoredMsg] = {}
-    seq = 1
-    while True:
-        got = await _request_many(
-            nc, stream, {"seq": seq, "next_by_subj": pattern, "batch": _MAX_BATCH}
-        )
-        for msg in got:
-            newest[msg.subject] = msg
-        if not got or got[-1].num_pending == 0:
-            break
-        seq = got[-1].seq + 1
-    return sorted(newest.values(), key=lambda m: m.seq)
-
-
-async def start_of_last(nc: NATS, stream: str, pattern: str, n: int, hi: int = 0) -> int | None:
-    """Sequence of the n-th newest message matching `pattern`; None if none is stored.
-
-    A binary search on `Nats-Num-Pending` (how many matching messages follow
-    one), which direct get reports for batch reads only. `hi`, if known, is the
-    sequence of the newest matching message.
-    """
-    first = await read_from(nc, stream, pattern, 1, 1)
-    if not first:
-        return None
-    if first[0].num_pending + 1 <= n:
-        return first[0].seq
-    if not hi:
-        hi = max(m.seq for m in await newest_per_subject(nc, stream, pattern))
-    lo, start = first[0].seq, hi
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        got = await read_from(nc, stream, pattern, mid, 1)
-        if not got:
-            hi = mid - 1
-        elif got[0].num_pending + 1 <= n:
-            start, hi = got[0].seq, mid - 1
-        else:
-            lo = got[0].seq + 1
-    return start
-
-
-async def last_n(nc: NATS, stream: str, subject: str, n: int, hi: int = 0) -> list[StoredMsg]:
-    """The last `n` stored messages of `subject` (wildcards allowed), oldest first."""
-    if n <= 0:
-        return []
-    start = await start_of_last(nc, stream, subject, n, hi)
-    if start is None:
-        return []
-    return await read_from(nc, stream, subject, start, n)
-
-
-async def last_by_weight(
-    nc: NATS,
-    stream: str,
-    pattern: str,
-    total: int,
-    weight: Callable[[StoredMsg], int],
-    hi: int = 0,
-) -> list[StoredMsg]:
-    """The newest messages matching `pattern` whose weights add up to at least `total`.
-
-    Oldest first, up to sequence `hi` (the newest matching message if 0); all
-    of them if there is less. For messages that hold several items (log lines
-    in batches): `weight` counts a message's items. Starts with the newest
-    message and reaches further back, by the average weight seen so far, until
-    there is enough; every message is read once.
-    """
-    if total <= 0:
-        return []
-    if not hi:
-        hi = max((m.seq for m in await newest_per_subject(nc, stream, pattern)), default=0)
-        if not hi:
-            return []
-    got: list[StoredMsg] = []
-    weighed = 0
-    k = 1
-    while True:
-        start = await start_of_last(nc, stream, pattern, k, hi)
-        end = got[0].seq if got else hi + 1
-        if start is None or start >= end:
-            break  # nothing older is stored
-        older: list[StoredMsg] = []
-        seq = start
-        while seq < end:
-            chunk = await read_from(nc, stream, pattern, seq, min(_MAX_BATCH, max(k, 2)))
-            older += [m for m in chunk if m.seq < end]
-            if not chunk or chunk[-1].seq >= end - 1 or chunk[-1].num_pending == 0:
+        With `max_bytes`, one request that the server ends once the messages it
+        sent reach that size (at least one message): read on from the last one's
+        sequence if its `num_pending` says there is more.
+        """
+        if count == 1:
+            one = await self._next_with_pending(stream, subject, start_seq)
+            return [one] if one is not None else []
+        if max_bytes > 0:
+            body = {"seq": max(start_seq, 1), "next_by_subj": subject, "batch": count}
+            return await self._request_many(stream, {**body, "max_bytes": max_bytes})
+        out: list[StoredMsg] = []
+        seq = max(start_seq, 1)
+        while len(out) < count:
+            want = min(_MAX_BATCH, count - len(out))
+            got = await self._request_many(
+                stream, {"seq": seq, "next_by_subj": subject, "batch": want}
+            )
+            out.extend(got)
+            if len(got) < want or not got or got[-1].num_pending == 0:
                 break
-            seq = chunk[-1].seq + 1
-        got = older + got
-        weighed += sum(weight(m) for m in older)
-        if weighed >= total:
-            break
-        # how many messages are likely to be enough, from the average so far
-        k = max(2 * k, math.ceil(len(got) * total / max(weighed, 1) * 1.2))
-    return got
+            seq = got[-1].seq + 1
+        return out
+
+    async def newest_per_subject(self, stream: str, pattern: str) -> list[StoredMsg]:
+        """The newest stored message of every subject matching `pattern`, in sequence order."""
+        try:
+            return await self._request_many(stream, {"multi_last": [pattern]})
+        except TooManyResults:
+            pass
+        # More subjects than one request may return: read everything, keep the newest of each.
+        newest: dict[str, StoredMsg] = {}
+        seq = 1
+        while True:
+            got = await self._request_many(
+                stream, {"seq": seq, "next_by_subj": pattern, "batch": _MAX_BATCH}
+            )
+            for msg in got:
+                newest[msg.subject] = msg
+            if not got or got[-1].num_pending == 0:
+                break
+            seq = got[-1].seq + 1
+        return sorted(newest.values(), key=lambda m: m.seq)
+
+    async def start_of_last(self, stream: str, pattern: str, n: int, hi: int = 0) -> int | None:
+        """Sequence of the n-th newest message matching `pattern`; None if none is stored.
+
+        A binary search on `Nats-Num-Pending` (how many matching messages follow
+        one), which direct get reports for batch reads only. `hi`, if known, is the
+        sequence of the newest matching message.
+        """
+        first = await self.read_from(stream, pattern, 1, 1)
+        if not first:
+            return None
+        if first[0].num_pending + 1 <= n:
+            return first[0].seq
+        if not hi:
+            hi = max(m.seq for m in await self.newest_per_subject(stream, pattern))
+        lo, start = first[0].seq, hi
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            got = await self.read_from(stream, pattern, mid, 1)
+            if not got:
+                hi = mid - 1
+            elif got[0].num_pending + 1 <= n:
+                start, hi = got[0].seq, mid - 1
+            else:
+                lo = got[0].seq + 1
+        return start
+
+    async def last_n(self, stream: str, subject: str, n: int, hi: int = 0) -> list[StoredMsg]:
+        """The last `n` stored messages of `subject` (wildcards allowed), oldest first."""
+        if n <= 0:
+            return []
+        start = await self.start_of_last(stream, subject, n, hi)
+        if start is None:
+            return []
+        return await self.read_from(stream, subject, start, n)
+
+    async def last_by_weight(
+        self,
+        stream: str,
+        pattern: str,
+        total: int,
+        weight: Callable[[StoredMsg], int],
+        hi: int = 0,
+    ) -> list[StoredMsg]:
+        """The newest messages matching `pattern` whose weights add up to at least `total`.
+
+        Oldest first, up to sequence `hi` (the newest matching message if 0); all
+        of them if there is less. For messages that hold several items (log lines
+        in batches): `weight` counts a message's items. Starts with the newest
+        message and reaches further back, by the average weight seen so far, until
+        there is enough; every message is read once.
+        """
+        if total <= 0:
+            return []
+        if not hi:
+            newest = await self.newest_per_subject(stream, pattern)
+            hi = max((m.seq for m in newest), default=0)
+            if not hi:
+                return []
+        got: list[StoredMsg] = []
+        weighed = 0
+        k = 1
+        while True:
+            start = await self.start_of_last(stream, pattern, k, hi)
+            end = got[0].seq if got else hi + 1
+            if start is None or start >= end:
+                break  # nothing older is stored
+            older: list[StoredMsg] = []
+            seq = start
+            while seq < end:
+                chunk = await self.read_from(stream, pattern, seq, min(_MAX_BATCH, max(k, 2)))
+                older += [m for m in chunk if m.seq < end]
+                if not chunk or chunk[-1].seq >= end - 1 or chunk[-1].num_pending == 0:
+                    break
+                seq = chunk[-1].seq + 1
+            got = older + got
+            weighed += sum(weight(m) for m in older)
+            if weighed >= total:
+                break
+            # how many messages are likely to be enough, from the average so far
+            k = max(2 * k, math.ceil(len(got) * total / max(weighed, 1) * 1.2))
+        return got

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import names, streams
+from shared import names
 from tests import apps
 from tests.conftest import Api, login, make_user, unique
 from tests.deploying import definition, get, push, status, url, wait_for, wait_text
@@ -80,7 +80,7 @@ def events_of(stack: Stack, project: str, service: str) -> list[tuple[str, str]]
     async def read() -> list[tuple[str, str]]:
         async with stack.bus("faults-test") as bus:
             subject = names.events_subject(project, service)
-            stored = await streams.read_from(bus.nc, names.STREAM_EVENTS, subject, 1, 10_000)
+            stored = await bus.streams.read_from(names.STREAM_EVENTS, subject, 1, 10_000)
             return [(m.time, m.data.decode()) for m in stored]
 
     return asyncio.run(read())

@@ -25,7 +25,7 @@ from services.logs.nats_sink import LogSink
 from services.logs.pipeline import Kept, Pipeline, trim_point
 from services.logs.sequence import Position, Sequencer, Unit, later, parse_message_id
 from shared import bus as busmod
-from shared import names, streams
+from shared import names
 from shared.bus import Bus
 from shared.models import LogBatch, LogEntry, LogLine, decode_logs, encode
 from shared.settings import Settings
@@ -154,7 +154,7 @@ async def bus(nats_settings: Settings) -> AsyncIterator[Bus]:
 
 async def stored_units(bus: Bus, subject: str) -> list[tuple[int, str]]:
     """(n, text) of every line stored on `subject`, in stream order."""
-    msgs = await streams.read_from(bus.nc, names.STREAM_LOGS, subject, 1, 100_000)
+    msgs = await bus.streams.read_from(names.STREAM_LOGS, subject, 1, 100_000)
     out: list[tuple[int, str]] = []
     for m in msgs:
         batch = decode_logs(m.data)

@@ -16,9 +16,8 @@ import os
 import sys
 
 from services.api import secrets
-from services.api.store import Store
+from services.api.users import UserDirectory
 from shared import bus as busmod
-from shared import kv
 from shared.bus import BusError, Conflict
 from shared.clock import iso_now
 from shared.models import UserRecord
@@ -45,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _connect(settings: Settings) -> Store:
+async def _connect(settings: Settings) -> UserDirectory:
     stop = asyncio.Event()
     try:
         bus = await asyncio.wait_for(
@@ -56,7 +55,7 @@ async def _connect(settings: Settings) -> Store:
         raise BusError(
             f"cannot reach NATS at {settings.nats_url}; is the platform running?"
         ) from None
-    return Store(bus)
+    return UserDirectory(bus)
 
 
 async def add_user(settings: Settings, username: str, project: str, password: str) -> str:
@@ -64,14 +63,14 @@ async def add_user(settings: Settings, username: str, project: str, password: st
     check_project(project)
     check_password(password)
     hashed = await asyncio.to_thread(secrets.hash_password, password)
-    store = await _connect(settings)
+    users = await _connect(settings)
     try:
         while True:
-            found = await store.get_user(username)
+            found = await users.get(username)
             now = iso_now()
             if found is None:
                 try:
-                    await store.create_user(
+                    await users.create(
                         UserRecord(
                             username=username,
                             password_hash=hashed,
@@ -86,7 +85,7 @@ async def add_user(settings: Settings, username: str, project: str, password: st
             old = found.value
             projects = old.projects if project in old.projects else [*old.projects, project]
             try:
-                await store.update_user(
+                await users.update(
                     UserRecord(
                         username=username,
                         password_hash=hashed,
@@ -100,28 +99,28 @@ async def add_user(settings: Settings, username: str, project: str, password: st
                 continue
             return f"updated user {username}: password changed, projects {', '.join(projects)}"
     finally:
-        await store.bus.close()
+        await users.bus.close()
 
 
 async def list_users(settings: Settings) -> str:
-    store = await _connect(settings)
+    users = await _connect(settings)
     try:
-        users = await kv.scan(store.bus.kv.users, ">", UserRecord)
+        found = await users.all()
     finally:
-        await store.bus.close()
-    if not users:
+        await users.bus.close()
+    if not found:
         return "no users"
-    return "\n".join(f"{u.value.username}\t{','.join(u.value.projects)}" for u in users)
+    return "\n".join(f"{u.username}\t{','.join(u.projects)}" for u in found)
 
 
 async def remove_user(settings: Settings, username: str) -> str:
-    store = await _connect(settings)
+    users = await _connect(settings)
     try:
-        if await store.get_user(username) is None:
+        if await users.get(username) is None:
             raise RuleViolation(f"no user named {username!r}")
-        await kv.purge(store.bus.kv.users, username)
+        await users.remove(username)
     finally:
-        await store.bus.close()
+        await users.bus.close()
     return f"removed user {username}"
 
 

@@ -2,7 +2,9 @@
 
 Routes are mounted at `/` and again under the configured prefix (clfpy joins
 `services` onto a base URL such as `https://api.example.org/servicectl-1/`).
-The NATS connection and background tasks live in a cleanup context.
+Each resource is opened and closed by a cleanup context of its own, in the
+order they depend on each other (the bus first, closed last), so a failure
+while starting closes exactly what was opened before it.
 """
 
 from __future__ import annotations
@@ -23,19 +25,33 @@ from services.api import (
 )
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
-from services.api.event_cache import EventCache
+from services.api.event_cache import RECENT_EVENTS, EventCache
 from services.api.index import ServiceIndex
-from services.api.keys import BACKGROUND, BUS, SETTINGS, STORE
+from services.api.keys import (
+    BUS,
+    DELETER,
+    EVENTS,
+    INDEX,
+    LISTINGS,
+    SETTINGS,
+    STOPPING,
+    STORE,
+    TOKENS,
+    USERS,
+    VIEWS,
+    ViewHandler,
+)
 from services.api.responses import json_response
-from services.api.store import RECENT_EVENTS, Store
+from services.api.store import Store
 from services.api.token_cache import TokenCache
+from services.api.users import UserDirectory
 from shared import bus as busmod
 from shared.settings import Settings
+from shared.tasks import supervised
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 5.0
-STOPPING = web.AppKey("stopping", asyncio.Event)
 
 
 def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
@@ -56,35 +72,74 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    bus = request.app[BUS]
-    ok = bus.nc.is_connected
+    ok = request.app[BUS].connected
     return json_response({"nats": "connected" if ok else "disconnected"}, status=200 if ok else 503)
 
 
-async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    bus = await busmod.connect(settings, name="servicectl-api", stop=app[STOPPING])
+# ------------------------------------------------------------------ resources
+async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    bus = await busmod.connect(app[SETTINGS], name="servicectl-api", stop=app[STOPPING])
     app[BUS] = bus
-    index = ServiceIndex(bus)
+    app[USERS] = UserDirectory(bus)
+    try:
+        yield
+    finally:
+        await bus.close()
+
+
+async def _index_ctx(app: web.Application) -> AsyncIterator[None]:
+    index = ServiceIndex(app[BUS])
     await index.load()
-    events = EventCache(bus, RECENT_EVENTS)
+    app[INDEX] = index
+    stop = app[STOPPING]
+    follower = asyncio.create_task(
+        supervised("service-index", lambda: index.follow(stop), stop), name="service-index"
+    )
+    try:
+        yield
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+async def _events_ctx(app: web.Application) -> AsyncIterator[None]:
+    events = EventCache(app[BUS], RECENT_EVENTS)
     await events.start()
+    app[EVENTS] = events
+    try:
+        yield
+    finally:
+        await events.stop()
+
+
+async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     tokens = TokenCache()
-    await tokens.start(bus)
-    app[STORE] = Store(bus, index, events, tokens)
-    deleter = Deleter(app[STORE])
-    app[handlers_services.DELETER] = deleter
-    registry_session = handlers_registry.install(app, settings, deleter)
-    app[BACKGROUND] = [
-        asyncio.create_task(deleter.run_sweeper(SWEEP_INTERVAL_S, app[STOPPING]), name="sweeper"),
-        asyncio.create_task(index.follow(app[STOPPING]), name="service-index"),
-    ]
+    await tokens.start(app[BUS])
+    app[TOKENS] = tokens
+    try:
+        yield
+    finally:
+        await tokens.stop()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[STORE] = Store(app[BUS], app[INDEX], app[EVENTS], app[TOKENS])
     yield
-    for task in app[BACKGROUND]:
-        task.cancel()
-    await asyncio.gather(*app[BACKGROUND], return_exceptions=True)
-    await registry_session.close()
-    await bus.close()
+
+
+async def _deleter_ctx(app: web.Application) -> AsyncIterator[None]:
+    deleter = Deleter(app[STORE])
+    app[DELETER] = deleter
+    stop = app[STOPPING]
+    sweeper = asyncio.create_task(
+        supervised("deletion-sweeper", lambda: deleter.run_sweeper(SWEEP_INTERVAL_S, stop), stop),
+        name="deletion-sweeper",
+    )
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
 
 
 def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.Application:
@@ -93,20 +148,30 @@ def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.
     )
     app[SETTINGS] = settings
     app[STOPPING] = stop if stop is not None else asyncio.Event()
-    views: dict[str, handlers_services.ViewHandler] = {
+    views: dict[str, ViewHandler] = {
         "status": handlers_services.status_view,
         "docker": handlers_registry.docker_view,
         "logs": handlers_logs.logs_view,
     }
-    app[handlers_services.VIEWS] = views
-    app[handlers_services.LISTINGS] = {}
+    app[VIEWS] = views
+    app[LISTINGS] = {}
     add_routes(app.router, "")
     tails.add_log_routes(app.router, "")
     if settings.api_prefix:
         add_routes(app.router, settings.api_prefix)
         tails.add_log_routes(app.router, settings.api_prefix)
     tails.setup(app)
-    app.cleanup_ctx.append(_nats_ctx)
+    app.cleanup_ctx.extend(
+        [
+            _bus_ctx,
+            _index_ctx,
+            _events_ctx,
+            _tokens_ctx,
+            _store_ctx,
+            _deleter_ctx,
+            handlers_registry.registry_ctx,
+        ]
+    )
     return app
 
 

@@ -53,7 +53,7 @@ class Deleter:
                 continue
             for revoke in self.revocations:
                 await revoke(flagged)
-            await self.store.publish_event(
+            await self.store.announce(
                 ServiceDeleting(
                     project=project,
                     service=name,
@@ -88,7 +88,7 @@ class Deleter:
         except Conflict:
             return False
         await self.store.purge_history(record.project, record.name)
-        await self.store.publish_event(
+        await self.store.announce(
             ServiceDeleted(
                 project=record.project,
                 service=record.name,

@@ -6,8 +6,7 @@ service loads them from the stream; afterwards a subscription on every events
 subject appends new ones as they are published. Events published while a
 service is being loaded are kept aside and merged, so none is missed; after a
 NATS reconnect (when publications may have been missed) everything is loaded
-afresh. An adapter: it subscribes through the `Bus` and reads through
-`shared.streams`.
+afresh. An adapter: it subscribes and reads through the `Bus`.
 """
 
 from __future__ import annotations
@@ -15,18 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from typing import Any
 
 import msgspec
-import nats.errors
 
-from shared import names, streams
-from shared.bus import Bus, BusError
+from shared import names
+from shared.bus import Bus, Subscription
 from shared.events import AnyEvent, decode_event
 
 log = logging.getLogger(__name__)
 
 MAX_SERVICES = 5000
+RECENT_EVENTS = 50  # kept per service, shown in the status view
 
 
 class EventCache:
@@ -35,20 +33,22 @@ class EventCache:
         self.limit = limit
         self._cache: OrderedDict[str, deque[bytes]] = OrderedDict()
         self._loading: dict[str, list[bytes]] = {}
-        self._sub: Any = None
+        self._sub: Subscription | None = None
 
     async def start(self) -> None:
-        async def on_msg(msg: Any) -> None:
-            self._note(msg.subject, msg.data)
+        async def on_msg(subject: str, data: bytes) -> None:
+            self._note(subject, data)
 
         async def on_reconnect() -> None:
             self.clear()
 
-        try:
-            self._sub = await self.bus.nc.subscribe(names.EVENTS_ALL, cb=on_msg)
-        except (nats.errors.Error, TimeoutError) as err:
-            raise BusError(f"NATS: cannot subscribe to events: {err}") from err
-        self.bus.reconnect_callbacks.append(on_reconnect)
+        self._sub = await self.bus.subscribe(names.EVENTS_ALL, on_msg)
+        self.bus.on_reconnect(on_reconnect)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
 
     def _note(self, subject: str, data: bytes) -> None:
         pending = self._loading.get(subject)
@@ -85,7 +85,7 @@ class EventCache:
         pending: list[bytes] = []
         self._loading[subject] = pending
         try:
-            stored = await streams.last_n(self.bus.nc, names.STREAM_EVENTS, subject, self.limit)
+            stored = await self.bus.streams.last_n(names.STREAM_EVENTS, subject, self.limit)
             await asyncio.sleep(0)  # let publications that raced the read arrive
         finally:
             self._loading.pop(subject, None)

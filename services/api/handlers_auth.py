@@ -7,7 +7,7 @@ from aiohttp import web
 from services.api import auth
 from services.api.bodies import TokenRequest, read_body
 from services.api.errors import Unauthorized
-from services.api.keys import SETTINGS, STORE
+from services.api.keys import SETTINGS, STORE, USERS
 from services.api.responses import json_response
 from shared.clock import iso
 from shared.rules import RuleViolation, check_project, check_username
@@ -26,7 +26,7 @@ async def create_token(request: web.Request) -> web.Response:
         # Same answer as a wrong password: do not tell which part was wrong.
         await auth.verify_user(None, body.password)
         raise Unauthorized(_BAD_LOGIN) from None
-    found = await store.get_user(body.username)
+    found = await request.app[USERS].get(body.username)
     user = found.value if found else None
     if not await auth.verify_user(user, body.password) or user is None:
         raise Unauthorized(_BAD_LOGIN)

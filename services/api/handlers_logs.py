@@ -7,7 +7,7 @@ consecutive lines (`LogBatch`; older streams one `LogLine`), so "the last N
 lines" is found by line count, not message count. The websocket tails live in
 `tails`.
 
-Reads NATS through `shared.streams` only; must not import nats or touch Docker.
+Reads NATS through the `Bus` only; must not import nats or touch Docker.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ async def newest_lines(
         batches[m.seq] = batch
         return len(batch.lines)
 
-    msgs = await streams.last_by_weight(bus.nc, names.STREAM_LOGS, pattern, count, weight, hi)
+    msgs = await bus.streams.last_by_weight(names.STREAM_LOGS, pattern, count, weight, hi)
     found = [(m, batches[m.seq]) for m in msgs if m.seq in batches]
     surplus = sum(len(b.lines) for _, b in found) - count
     start = 0
@@ -147,7 +147,7 @@ async def logs_view(
         raise BadRequest(f"tail * streams must be at most {LINES_MAX}, got {tail} * {count}")
     bus = request.app[BUS]
     pattern = names.logs_of_service(record.project, record.name)
-    newest = await streams.newest_per_subject(bus.nc, names.STREAM_LOGS, pattern)
+    newest = await bus.streams.newest_per_subject(names.STREAM_LOGS, pattern)
     chosen = sorted(newest, key=lambda m: m.seq, reverse=True)[:count]
     found = await asyncio.gather(*(_last_lines(bus, m, tail) for m in chosen))
     return json_response(

@@ -11,24 +11,21 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from services.api import auth, registry_creds
-from services.api.deletion import CleanupPending, Deleter
+from services.api.deletion import CleanupPending
 from services.api.errors import Unavailable
-from services.api.keys import SETTINGS, STORE
+from services.api.keys import DELETER, REGISTRY, SETTINGS, SIGNER, STORE
 from services.api.registry_client import RegistryClient, RegistryUnavailable
 from services.api.registry_tokens import TOKEN_LIFETIME_S, TokenSigner, grant, parse_scopes
 from services.api.responses import json_response
 from shared import names
 from shared.clock import iso
 from shared.models import ServiceRecord
-from shared.settings import Settings
-
-SIGNER = web.AppKey("registry_signer", TokenSigner)
-REGISTRY = web.AppKey("registry_client", RegistryClient)
 
 
 def _unauthorized(message: str) -> web.Response:
@@ -97,24 +94,26 @@ async def docker_view(
     )
 
 
-def install(app: web.Application, settings: Settings, deleter: Deleter) -> aiohttp.ClientSession:
-    """Wire the signer, the registry client and the deletion hooks into the app."""
+async def registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the token signer, a registry client, and the deletion hooks."""
+    settings = app[SETTINGS]
     signer = TokenSigner.from_file(settings.token_key_path)
-    session = aiohttp.ClientSession()
-    client = RegistryClient(session, settings.registry_url, signer)
-    app[SIGNER] = signer
-    app[REGISTRY] = client
-    store = app[STORE]
+    async with aiohttp.ClientSession() as session:
+        client = RegistryClient(session, settings.registry_url, signer)
+        app[SIGNER] = signer
+        app[REGISTRY] = client
+        store = app[STORE]
 
-    async def revoke(record: ServiceRecord) -> None:
-        await registry_creds.revoke_service(store, record)
+        async def revoke(record: ServiceRecord) -> None:
+            await registry_creds.revoke_service(store, record)
 
-    async def delete_images(record: ServiceRecord) -> None:
-        try:
-            await client.delete_repository(names.image_repository(record.project, record.name))
-        except RegistryUnavailable as err:
-            raise CleanupPending(f"cannot delete the images yet: {err}") from err
+        async def delete_images(record: ServiceRecord) -> None:
+            try:
+                await client.delete_repository(names.image_repository(record.project, record.name))
+            except RegistryUnavailable as err:
+                raise CleanupPending(f"cannot delete the images yet: {err}") from err
 
-    deleter.revocations.append(revoke)
-    deleter.cleanups.append(delete_images)
-    return session
+        deleter = app[DELETER]
+        deleter.revocations.append(revoke)
+        deleter.cleanups.append(delete_images)
+        yield

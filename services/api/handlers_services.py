@@ -2,19 +2,24 @@
 
 Each handler authenticates, validates, reads or compare-and-sets the service
 record, publishes an event and answers with a view. Every service is looked up
-within the caller's project only, so another project's service is a 404.
+within the caller's project only (`access`), so another project's service is a
+404. Updates and rollbacks accept an `Idempotency-Key` header: a retry with
+the same key answers the revision the first attempt stored instead of making
+another one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from services.api import auth, views
+from services.api.access import find_service, not_found, path_name, principal, read_service
 from services.api.bodies import (
     CreateServiceRequest,
     RollbackRequest,
@@ -22,49 +27,21 @@ from services.api.bodies import (
     read_body,
 )
 from services.api.definitions import body_of, build_revision
-from services.api.deletion import Deleter
 from services.api.errors import AlreadyExists, BadRequest, NotFound
-from services.api.keys import SETTINGS, STORE
+from services.api.keys import DELETER, LISTINGS, SETTINGS, STORE, VIEWS
 from services.api.responses import json_response
 from services.api.secrets import new_id
+from services.api.store import Store
 from shared.bus import Conflict
 from shared.clock import iso_now
 from shared.events import ServiceCreated, ServiceUpdated, ServiceWarning
-from shared.kv import Versioned
 from shared.models import HealthCheck, ServiceRecord, TaskDefinition
-from shared.rules import RuleViolation, check_health_check, check_service_name
+from shared.rules import check_health_check, check_service_name
 
-DELETER = web.AppKey("deleter", Deleter)
 DELETE_WAIT_S = 15.0
-
-ViewHandler = Callable[[web.Request, auth.Principal, ServiceRecord], Awaitable[web.StreamResponse]]
-VIEWS = web.AppKey("views", dict[str, ViewHandler])
-# encoded GET /services answers, by (project, index version): rebuilt after any change
-LISTINGS = web.AppKey("listings", dict[tuple[str, int], bytes])
 LISTINGS_MAX = 1000
-
-
-async def principal(request: web.Request) -> auth.Principal:
-    return await auth.check_token(request.app[STORE], auth.token_from_headers(request))
-
-
-def path_name(request: web.Request, project: str) -> str:
-    name = request.match_info["name"]
-    try:
-        return check_service_name(project, name)
-    except RuleViolation as err:
-        # No such name can exist; clfpy expects 404 for unknown services.
-        raise NotFound(f"no service named {name!r} ({err})") from None
-
-
-async def find_service(
-    request: web.Request, who: auth.Principal, *, include_deleting: bool = True
-) -> Versioned[ServiceRecord]:
-    name = path_name(request, who.project)
-    found = await request.app[STORE].get_service(who.project, name)
-    if found is None or (found.value.deleting and not include_deleting):
-        raise NotFound(f"no service named {name!r} in project {who.project!r}")
-    return found
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 # ------------------------------------------------------------------ collection
@@ -74,11 +51,11 @@ async def list_services(request: web.Request) -> web.Response:
     store = request.app[STORE]
     cache = request.app[LISTINGS]
     version = store.listing_version(who.project)
-    if version is not None and (cached := cache.get((who.project, version))) is not None:
+    if (cached := cache.get((who.project, version))) is not None:
         return web.Response(body=cached, content_type="application/json")
-    records = await store.list_services(who.project)
+    records = store.list_services(who.project)
     response = json_response([views.summary(settings, r) for r in records])
-    if version is not None and isinstance(response.body, bytes):
+    if isinstance(response.body, bytes):
         if len(cache) >= LISTINGS_MAX:
             cache.clear()
         cache[(who.project, version)] = response.body
@@ -118,7 +95,7 @@ async def create_service(request: web.Request) -> web.Response:
                 f"service {name!r} is still being deleted; try again in a few seconds"
             ) from None
         raise AlreadyExists(f"service {name!r} already exists in project {who.project!r}") from None
-    await store.publish_event(
+    await store.announce(
         ServiceCreated(
             project=who.project,
             service=name,
@@ -131,10 +108,7 @@ async def create_service(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ one service
 async def get_service(request: web.Request) -> web.StreamResponse:
     who = await principal(request)
-    name = path_name(request, who.project)
-    record = await request.app[STORE].read_service(who.project, name)
-    if record is None:
-        raise NotFound(f"no service named {name!r} in project {who.project!r}")
+    record = read_service(request, who)
     view = request.query.get("view", "status")
     handlers = request.app[VIEWS]
     handler = handlers.get(view)
@@ -158,11 +132,46 @@ async def status_view(
     if observed is not None:
         for task in observed.tasks:
             if task.revision not in defs:
-                td = await store.get_revision(record.project, record.name, task.revision)
+                td = await store.get_revision(record, task.revision)
                 if td is not None:
                     defs[task.revision] = td
     body: dict[str, Any] = views.summary(settings, record)
     body["status"] = views.status_view(record, observed, events, defs)
+    return json_response(body)
+
+
+def idempotency_key(request: web.Request) -> str:
+    """The request's Idempotency-Key ("" without one); 400 if it is malformed."""
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        raise BadRequest(
+            f"{IDEMPOTENCY_HEADER} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' "
+            "and '-' (a random UUID is a good choice)"
+        )
+    return raw
+
+
+async def _stored_earlier(store: Store, record: ServiceRecord, key: str) -> TaskDefinition | None:
+    """The revision an earlier request with this Idempotency-Key stored, if any."""
+    if not key:
+        return None
+    if record.definition is not None and record.definition.request_id == key:
+        return record.definition
+    for td in await store.list_revisions(record.project, record.name, record.uid):
+        if td.request_id == key:
+            return td
+    return None
+
+
+def _revision_answer(
+    request: web.Request, record: ServiceRecord, td: TaskDefinition, warnings: list[str]
+) -> web.Response:
+    body = views.summary(request.app[SETTINGS], record)
+    body["revision"] = td.revision
+    body["task_definition"] = views.revision_view(td, record.revision)
+    body["warnings"] = warnings
     return json_response(body)
 
 
@@ -172,23 +181,27 @@ async def _store_revision(
     make: Callable[[ServiceRecord], tuple[TaskDefinition, list[str]]],
 ) -> web.Response:
     """Compare-and-set a new revision onto the record; retried when another update wins."""
-    settings = request.app[SETTINGS]
     store = request.app[STORE]
+    key = idempotency_key(request)
     while True:
         found = await find_service(request, who, include_deleting=False)
         record = found.value
+        earlier = await _stored_earlier(store, record, key)
+        if earlier is not None:
+            return _revision_answer(request, record, earlier, [])
         td, warnings = make(record)
+        td = msgspec.structs.replace(td, request_id=key)
         updated = msgspec.structs.replace(
             record, updated_at=iso_now(), revision=td.revision, definition=td
         )
         try:
-            await store.update_service(updated, found.revision)
+            await store.store_revision(found, updated, td)
         except Conflict:
             continue
         break
-    await store.put_revision(td)
+    # Stored: what follows only tells about it, and cannot undo it.
     origin = f" (rollback to revision {td.rolled_back_from})" if td.rolled_back_from else ""
-    await store.publish_event(
+    await store.announce(
         ServiceUpdated(
             project=record.project,
             service=record.name,
@@ -200,16 +213,12 @@ async def _store_revision(
         )
     )
     for text in warnings:
-        await store.publish_event(
+        await store.announce(
             ServiceWarning(
                 project=record.project, service=record.name, revision=td.revision, message=text
             )
         )
-    body = views.summary(settings, updated)
-    body["revision"] = td.revision
-    body["task_definition"] = views.revision_view(td, td.revision)
-    body["warnings"] = warnings
-    return json_response(body)
+    return _revision_answer(request, updated, td, warnings)
 
 
 async def update_service(request: web.Request) -> web.Response:
@@ -231,7 +240,7 @@ async def delete_service(request: web.Request) -> web.Response:
     deleter = request.app[DELETER]
     found = await deleter.begin(who.project, name)
     if found is None:
-        raise NotFound(f"no service named {name!r} in project {who.project!r}")
+        raise not_found(name, who.project)
     if await deleter.wait_finished(found, DELETE_WAIT_S):
         return json_response({"name": name, "status": "DELETED"})
     return json_response({"name": name, "status": "DRAINING"}, status=202)
@@ -278,8 +287,8 @@ async def rollback_service(request: web.Request) -> web.Response:
             if req.revision is not None
             else f"service {record.name!r} has no earlier revision to roll back to"
         )
-    source = await store.get_revision(record.project, record.name, target)
-    if source is None or source.service_uid != record.uid:
+    source = await store.get_revision(record, target)
+    if source is None:
         raise NotFound(f"revision {target} of service {record.name!r} no longer exists")
     old_body = body_of(source)
 

@@ -30,6 +30,11 @@ class ServiceIndex:
         self.ready = False
         self.rewatch = asyncio.Event()
 
+        async def on_reconnect() -> None:
+            self.rewatch.set()  # the watcher's consumer did not survive the reconnect
+
+        bus.on_reconnect(on_reconnect)
+
     def apply(self, key: str, record: ServiceRecord | None, revision: int) -> None:
         """Record a value (None: deleted) unless a newer one is already known."""
         known = self.records.get(key)
@@ -63,8 +68,4 @@ class ServiceIndex:
         self.ready = True
 
     async def follow(self, stop: asyncio.Event) -> None:
-        async def on_reconnect() -> None:
-            self.rewatch.set()
-
-        self.bus.reconnect_callbacks.append(on_reconnect)
         await kv.follow(self.bus.kv.services, ">", self._on_entry, stop, self.rewatch)

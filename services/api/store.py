@@ -1,21 +1,23 @@
-"""The api's view of the state on NATS: users, tokens, services, revisions, status, events.
+"""The api's view of the state on NATS: tokens, services, revisions, status, events.
 
-An adapter: it reads and writes KV buckets and streams through `shared.kv` and
-`shared.streams` and returns records. Decisions (validation, what to answer)
-belong to the handlers and `views`.
+An adapter over the `Bus`: it reads and writes KV buckets and streams and
+returns records. Listings and reads for display come from the in-memory
+`ServiceIndex`, recent events from the `EventCache`, verified tokens from the
+`TokenCache`; anything that writes reads the bucket itself (compare-and-set
+needs the stored revision). Decisions (validation, what to answer) belong to
+the handlers and `views`.
 """
 
 from __future__ import annotations
 
-import msgspec
-import nats.errors
+import logging
 
 from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
 from services.api.token_cache import TokenCache
-from shared import kv, names, streams
+from shared import kv, names
 from shared.bus import Bus, BusError
-from shared.events import AnyEvent, Event, decode_event, encode_event
+from shared.events import AnyEvent, Event
 from shared.kv import Versioned
 from shared.models import (
     GatewayAck,
@@ -24,34 +26,19 @@ from shared.models import (
     ServiceStatus,
     TaskDefinition,
     TokenRecord,
-    UserRecord,
 )
 
-RECENT_EVENTS = 50  # shown in the status view
+log = logging.getLogger(__name__)
 
 
 class Store:
     def __init__(
-        self,
-        bus: Bus,
-        index: ServiceIndex | None = None,
-        events: EventCache | None = None,
-        tokens: TokenCache | None = None,
+        self, bus: Bus, index: ServiceIndex, events: EventCache, tokens: TokenCache
     ) -> None:
         self.bus = bus
         self.index = index
         self.events = events
         self.tokens = tokens
-
-    # ------------------------------------------------------------ users
-    async def get_user(self, username: str) -> Versioned[UserRecord] | None:
-        return await kv.get(self.bus.kv.users, names.user_key(username), UserRecord)
-
-    async def create_user(self, user: UserRecord) -> None:
-        await kv.create(self.bus.kv.users, names.user_key(user.username), user)
-
-    async def update_user(self, user: UserRecord, last: int) -> None:
-        await kv.update(self.bus.kv.users, names.user_key(user.username), user, last)
 
     # ------------------------------------------------------------ tokens
     async def put_token(self, digest: str, record: TokenRecord, ttl: float) -> None:
@@ -59,42 +46,30 @@ class Store:
 
     async def get_token(self, digest: str) -> TokenRecord | None:
         key = names.token_key(digest)
-        if self.tokens is not None and (hit := self.tokens.get(key)) is not None:
+        if (hit := self.tokens.get(key)) is not None:
             return hit
         found = await kv.get(self.bus.kv.tokens, key, TokenRecord)
         if found is None:
             return None
-        if self.tokens is not None:
-            self.tokens.put(key, found.value)
+        self.tokens.put(key, found.value)
         return found.value
 
     async def delete_token(self, digest: str) -> None:
         key = names.token_key(digest)
         await kv.purge(self.bus.kv.tokens, key)
-        if self.tokens is not None:
-            self.tokens.evict(key)
+        self.tokens.evict(key)
 
     # ------------------------------------------------------------ services
-    async def list_services(self, project: str) -> list[ServiceRecord]:
-        if self.index is not None and self.index.ready:
-            return self.index.list(project)
-        found = await kv.scan(
-            self.bus.kv.services, names.services_of_project(project), ServiceRecord
-        )
-        return sorted((v.value for v in found), key=lambda r: r.name)
+    def list_services(self, project: str) -> list[ServiceRecord]:
+        return self.index.list(project)
 
-    async def read_service(self, project: str, name: str) -> ServiceRecord | None:
-        """A service for reading only: from the index when it is loaded (no round trip)."""
-        if self.index is not None and self.index.ready:
-            return self.index.get(project, name)
-        found = await self.get_service(project, name)
-        return found.value if found else None
+    def read_service(self, project: str, name: str) -> ServiceRecord | None:
+        """A service for reading only, from the index (no round trip)."""
+        return self.index.get(project, name)
 
-    def listing_version(self, project: str) -> int | None:
-        """Changes to the project's services so far, if the index tracks them."""
-        if self.index is not None and self.index.ready:
-            return self.index.version(project)
-        return None
+    def listing_version(self, project: str) -> int:
+        """Changes to the project's services so far (keys caches of listings)."""
+        return self.index.version(project)
 
     async def all_services(self) -> list[Versioned[ServiceRecord]]:
         return await kv.scan(self.bus.kv.services, ">", ServiceRecord)
@@ -103,8 +78,7 @@ class Store:
         return await kv.get(self.bus.kv.services, names.service_key(project, name), ServiceRecord)
 
     def _noted(self, key: str, record: ServiceRecord | None, revision: int) -> int:
-        if self.index is not None:
-            self.index.apply(key, record, revision)
+        self.index.apply(key, record, revision)
         return revision
 
     async def create_service(self, record: ServiceRecord) -> int:
@@ -122,18 +96,45 @@ class Store:
         self._noted(key, None, last + 1)
 
     # ------------------------------------------------------------ revisions
-    async def put_revision(self, td: TaskDefinition) -> None:
-        await kv.put(
-            self.bus.kv.revisions,
-            names.revision_key(td.project, td.service, td.revision),
-            td,
-        )
+    async def store_revision(
+        self, found: Versioned[ServiceRecord], updated: ServiceRecord, td: TaskDefinition
+    ) -> int:
+        """Make `td` the service's newest revision in one compare-and-set of its record.
 
-    async def get_revision(self, project: str, name: str, revision: int) -> TaskDefinition | None:
+        The record holds the definition it deploys, so the record write alone
+        stores the revision: nothing is deployed that is not stored, and a
+        revision number is taken only by a write that landed. The revisions
+        bucket keeps every definition for history and rollbacks: the one the
+        record holds now is copied there first (a copy an earlier update could
+        not write is written now, so it outlives being replaced), the new one
+        right after (if that copy fails, the next update writes it). `Conflict`
+        when another update got to the record first: read it again and retry.
+        """
+        if found.value.definition is not None:
+            await self.put_revision(found.value.definition)
+        rev = await self.update_service(updated, found.revision)
+        try:
+            await self.put_revision(td)
+        except BusError as err:
+            log.warning("%s: revision %d copied later: %s", found.key, td.revision, err)
+        return rev
+
+    async def put_revision(self, td: TaskDefinition) -> None:
+        key = names.revision_key(td.project, td.service, td.revision)
+        await kv.put(self.bus.kv.revisions, key, td)
+
+    async def get_revision(self, record: ServiceRecord, revision: int) -> TaskDefinition | None:
+        """Revision `revision` of this service (not of an earlier one of the same name)."""
+        if record.definition is not None and record.definition.revision == revision:
+            return record.definition
         found = await kv.get(
-            self.bus.kv.revisions, names.revision_key(project, name, revision), TaskDefinition
+            self.bus.kv.revisions,
+            names.revision_key(record.project, record.name, revision),
+            TaskDefinition,
         )
-        return found.value if found else None
+        if found is None or found.value.service_uid != record.uid:
+            return None
+        return found.value
 
     async def list_revisions(self, project: str, name: str, uid: str) -> list[TaskDefinition]:
         found = await kv.scan(
@@ -166,37 +167,24 @@ class Store:
         return found.value if found else None
 
     # ------------------------------------------------------------ events
-    async def publish_event(self, event: Event) -> None:
+    async def announce(self, event: Event) -> bool:
+        """Publish an event about a change that is already stored; False if it could not be.
+
+        The change stands whether or not the event goes out (the status tells the
+        truth), so a lost event is logged, never answered as a failure."""
         try:
-            await self.bus.js.publish(
-                names.events_subject(event.project, event.service), encode_event(event)
-            )
-        except (TimeoutError, nats.errors.Error) as err:
-            raise BusError(f"NATS: could not publish event: {err}") from err
+            await self.bus.publish_event(event)
+            return True
+        except BusError as err:
+            log.warning("%s.%s: event not published: %s", event.project, event.service, err)
+            return False
 
     async def recent_events(self, project: str, name: str) -> list[AnyEvent]:
         """The service's newest events, newest first."""
-        if self.events is not None:
-            return await self.events.recent(project, name)
-        subject = names.events_subject(project, name)
-        stored = await streams.last_n(self.bus.nc, names.STREAM_EVENTS, subject, RECENT_EVENTS)
-        out: list[AnyEvent] = []
-        for msg in reversed(stored):
-            try:
-                out.append(decode_event(msg.data))
-            except msgspec.DecodeError:
-                continue
-        return out
+        return await self.events.recent(project, name)
 
     async def purge_history(self, project: str, name: str) -> None:
         """Drop a deleted service's events and log lines."""
-        if self.events is not None:
-            self.events.forget(project, name)
-        for stream, subject in (
-            (names.STREAM_EVENTS, names.events_subject(project, name)),
-            (names.STREAM_LOGS, names.logs_of_service(project, name)),
-        ):
-            try:
-                await self.bus.js.purge_stream(stream, subject=subject)
-            except (TimeoutError, nats.errors.Error) as err:
-                raise BusError(f"NATS: could not purge {stream}: {err}") from err
+        self.events.forget(project, name)
+        await self.bus.purge(names.STREAM_EVENTS, subject=names.events_subject(project, name))
+        await self.bus.purge(names.STREAM_LOGS, subject=names.logs_of_service(project, name))

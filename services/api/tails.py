@@ -14,8 +14,8 @@ never holds up NATS or other clients. A tail closes with a reason when the
 service is deleted, the token expires or is revoked (4403/4404), or the api
 shuts down (1001).
 
-Reads NATS through `shared.streams`, `shared.kv` and the `Store`; must not
-import nats or touch Docker.
+Reads NATS through the `Bus` and the `Store`; must not import nats or touch
+Docker.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from services.api import auth
+from services.api.access import find_service, principal
 from services.api.errors import BadRequest, Unauthorized
 from services.api.handlers_logs import (
     TAIL_MAX,
@@ -41,12 +41,12 @@ from services.api.handlers_logs import (
     newest_lines,
     websocket_messages,
 )
-from services.api.handlers_services import find_service, principal
-from services.api.keys import BUS, STORE
-from shared import kv, names, streams
-from shared.bus import Bus, BusError
+from services.api.keys import BUS, SOCKETS, STORE
+from shared import kv, names
+from shared.bus import Bus, BusError, Subscription
 from shared.clock import now
 from shared.models import ServiceRecord, decode
+from shared.streams import StoredMsg
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ CHECK_S = 5.0  # how often the token and the service are checked again
 FINAL_S = 1.0  # after a deletion: time for the last lines and events to arrive
 HEARTBEAT_S = 30.0
 READ_MESSAGES, READ_BYTES = 500, 256 * 1024  # one read of the stream: whichever comes first
-
-SOCKETS = web.AppKey("log_sockets", set[web.WebSocketResponse])
 
 
 def token_from_protocols(header: str) -> str | None:
@@ -156,18 +154,18 @@ class Rendered:
 class TailSpec:
     stream: str
     pattern: str
-    render: Callable[[streams.StoredMsg], Rendered | None]
+    render: Callable[[StoredMsg], Rendered | None]
     lines: bool = False  # messages are batches of log lines (`tail` counts lines)
 
 
-def _render_log(msg: streams.StoredMsg) -> Rendered | None:
+def _render_log(msg: StoredMsg) -> Rendered | None:
     batch = decode_batch(msg)
     if batch is None or not batch.lines:
         return None
     return Rendered(websocket_messages(batch), batch.task, batch.n, batch.last_n)
 
 
-def _render_event(msg: streams.StoredMsg) -> Rendered | None:
+def _render_event(msg: StoredMsg) -> Rendered | None:
     return Rendered([msg.data.decode("utf-8", "replace")])
 
 
@@ -231,7 +229,7 @@ class Tail:
         self.gone = asyncio.Event()
 
     async def pump(self) -> None:
-        nc = self.app[BUS].nc
+        bus = self.app[BUS]
         spec = self.spec
         outbox = self.outbox
         live = False
@@ -239,8 +237,8 @@ class Tail:
         while True:
             self.wake.clear()
             try:
-                got = await streams.read_from(
-                    nc, spec.stream, spec.pattern, self.seq, READ_MESSAGES, READ_BYTES
+                got = await bus.streams.read_from(
+                    spec.stream, spec.pattern, self.seq, READ_MESSAGES, READ_BYTES
                 )
             except BusError as err:
                 log.debug("tail of %s: %s", spec.pattern, err)
@@ -296,7 +294,7 @@ class Tail:
         async def on_reconnect() -> None:
             rewatch.set()  # the watcher's consumer did not survive the reconnect
 
-        bus.reconnect_callbacks.append(on_reconnect)
+        bus.on_reconnect(on_reconnect)
         key = names.service_key(project, name)
         watch = asyncio.create_task(kv.follow(bus.kv.services, key, self.on_service, stop, rewatch))
         try:
@@ -322,8 +320,7 @@ class Tail:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-            with contextlib.suppress(ValueError):
-                bus.reconnect_callbacks.remove(on_reconnect)
+            bus.forget_reconnect(on_reconnect)
 
     async def end(self) -> None:
         code, reason = await self.guard()
@@ -340,21 +337,21 @@ async def _start(bus: Bus, spec: TailSpec, tail: int) -> tuple[int, int]:
         found, skip = await newest_lines(bus, spec.pattern, tail)
         return (found[0][0].seq, skip) if found else (1, 0)
     if tail > 0:
-        start = await streams.start_of_last(bus.nc, spec.stream, spec.pattern, tail)
+        start = await bus.streams.start_of_last(spec.stream, spec.pattern, tail)
         return (start if start is not None else 1), 0
-    newest = await streams.newest_per_subject(bus.nc, spec.stream, spec.pattern)
+    newest = await bus.streams.newest_per_subject(spec.stream, spec.pattern)
     return max((m.seq for m in newest), default=0) + 1, 0
 
 
-async def _wake_on(bus: Bus, pattern: str, wake: asyncio.Event) -> Any:
+async def _wake_on(bus: Bus, pattern: str, wake: asyncio.Event) -> Subscription | None:
     """A core subscription that only signals 'something new'; None if it cannot be had."""
 
-    async def on_msg(_msg: Any) -> None:
+    async def on_msg(_subject: str, _data: bytes) -> None:
         wake.set()
 
     try:
-        return await bus.nc.subscribe(pattern, cb=on_msg)
-    except Exception as err:  # the nats client's errors; the poll still works without it
+        return await bus.subscribe(pattern, on_msg)
+    except BusError as err:  # the poll still works without it
         log.warning("no wake-up subscription on %s: %s", pattern, err)
         return None
 
@@ -391,8 +388,7 @@ async def _serve(
             ender.cancel()
         await asyncio.gather(*workers, ender, return_exceptions=True)
         if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await sub.unsubscribe()
         if tail_.outbox.total_missed:
             log.info(
                 "tail of %s: the client missed %d messages", spec.pattern, tail_.outbox.total_missed

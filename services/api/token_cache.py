@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
-
-import nats.errors
 
 from shared import names
-from shared.bus import Bus, BusError
+from shared.bus import Bus, Subscription
 from shared.models import TokenRecord
 
 MAX_AGE_S = 5.0  # a safety net only: changes evict entries at once
@@ -33,6 +30,7 @@ class TokenCache:
         self.max_entries = max_entries
         self.live = False  # True while changes reach `evict`
         self._entries: OrderedDict[str, tuple[TokenRecord, float]] = OrderedDict()
+        self._sub: Subscription | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -65,16 +63,20 @@ class TokenCache:
         """Follow the tokens bucket's changes; start caching."""
         bucket = names.BUCKET_TOKENS
 
-        async def on_change(msg: Any) -> None:
-            self.evict(names.kv_key_of_subject(bucket, msg.subject))
+        async def on_change(subject: str, _data: bytes) -> None:
+            self.evict(names.kv_key_of_subject(bucket, subject))
 
         async def on_reconnect() -> None:
             self.clear()
 
-        try:
-            await bus.nc.subscribe(names.kv_changes(bucket), cb=on_change)
-            await bus.nc.flush()  # the server has the subscription before anything is cached
-        except (nats.errors.Error, TimeoutError) as err:
-            raise BusError(f"NATS: cannot follow token changes: {err}") from err
-        bus.reconnect_callbacks.append(on_reconnect)
+        self._sub = await bus.subscribe(names.kv_changes(bucket), on_change)
+        await bus.flush()  # the server has the subscription before anything is cached
+        bus.on_reconnect(on_reconnect)
         self.live = True
+
+    async def stop(self) -> None:
+        self.live = False
+        self.clear()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None

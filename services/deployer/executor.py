@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
-import nats.errors
 
 from services.deployer.docker_host import DockerHost, ImageNotFound, StartFailed
 from services.deployer.model import (
@@ -31,7 +30,7 @@ from services.deployer.model import (
 )
 from shared import events as ev
 from shared import kv, names
-from shared.bus import Bus, BusError
+from shared.bus import Bus
 from shared.clock import iso_now
 from shared.docker import DockerUnavailable
 from shared.models import Route
@@ -186,12 +185,7 @@ class Executor:
                     last_lines=lines,
                     message=f"{event.message}. Last output: {tail}",
                 )
-        try:
-            await self.bus.js.publish(
-                names.events_subject(event.project, event.service), ev.encode_event(event)
-            )
-        except (TimeoutError, nats.errors.Error) as err:
-            raise BusError(f"NATS: cannot publish event: {err}") from err
+        await self.bus.publish_event(event)
         log.info("%s.%s: %s", event.project, event.service, event.message)
 
 

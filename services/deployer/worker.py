@@ -332,7 +332,7 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
         deployer.rewatch.set()
         deployer.enqueue_all_known()
 
-    bus.reconnect_callbacks.append(on_reconnect)
+    bus.on_reconnect(on_reconnect)
     try:
         await run_until_stopped(
             stop,

@@ -200,7 +200,7 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
             gateway.rewatch.set()
             gateway.changed.set()
 
-        bus.reconnect_callbacks.append(on_reconnect)
+        bus.on_reconnect(on_reconnect)
         try:
             await run_until_stopped(
                 stop,

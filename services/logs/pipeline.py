@@ -28,12 +28,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from services.logs.batches import Batch
-from services.logs.nats_sink import LogSink, Newest, Rejected, cancel, outcome
+from services.logs.nats_sink import LogSink, Newest
 from services.logs.sequence import Position
-from shared.bus import BusError
+from shared.bus import Ack, BusError, Refused, ack_outcome, cancel_acks, lost_ack
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class Pipeline:
         self.acked: Position | None = None
         self.acked_seq = 0  # the newest sequence known to hold one of our batches
         self.stored_lines = 0  # lines acknowledged by this pipeline
-        self._inflight: deque[tuple[Batch, asyncio.Future[Any]]] = deque()
+        self._inflight: deque[tuple[Batch, Ack]] = deque()
         self._connection: int | None = None  # the connection the batches in flight went out on
         self._kept: deque[Kept] = deque()
         self._trimming: asyncio.Task[None] | None = None
@@ -124,8 +123,7 @@ class Pipeline:
             fut = await self.sink.publish(self.subject, batch)
         except BusError as err:
             log.warning("%s: %s", self.name, err)
-            fut = asyncio.get_running_loop().create_future()
-            fut.cancel()  # in doubt
+            fut = lost_ack()  # in doubt
             self._inflight.append((batch, fut))
             await self._recover()  # before anything later is sent: keeps the batches in order
             return
@@ -135,7 +133,7 @@ class Pipeline:
         """Settle the acknowledgements that are in, in order, without waiting."""
         while self._inflight:
             batch, fut = self._inflight[0]
-            got = outcome(fut)
+            got = ack_outcome(fut)
             if got is None:
                 return
             self._inflight.popleft()
@@ -148,7 +146,7 @@ class Pipeline:
 
     async def close(self) -> None:
         """Stop trimming; what is in flight is left to the next start (it resumes exactly)."""
-        cancel([fut for _, fut in self._inflight])
+        cancel_acks([fut for _, fut in self._inflight])
         self._inflight.clear()
         if self._trimming is not None:
             self._trimming.cancel()
@@ -160,7 +158,7 @@ class Pipeline:
         _, fut = self._inflight[0]
         if not fut.done():
             await asyncio.wait([fut], timeout=ACK_TIMEOUT_S)
-        if outcome(fut) is None:
+        if ack_outcome(fut) is None:
             await self._recover()
         else:
             self.poll()
@@ -168,15 +166,15 @@ class Pipeline:
     async def _recover(self) -> None:
         """Some batch in flight was not acknowledged: make sure each is stored once."""
         batches = [b for b, _ in self._inflight]
-        results: dict[int, int | Rejected] = {}
+        results: dict[int, int | Refused] = {}
         doubt: list[Batch] = []
         for i, (batch, fut) in enumerate(self._inflight):
-            got = outcome(fut)
+            got = ack_outcome(fut)
             if got is None:
                 doubt.append(batch)
             else:
                 results[i] = got
-        cancel([fut for _, fut in self._inflight])
+        cancel_acks([fut for _, fut in self._inflight])
         self._inflight.clear()
         index = {b.msg_id: i for i, b in enumerate(batches)}
         delay = 0.2
@@ -204,10 +202,10 @@ class Pipeline:
         self._stored([(b, results[i]) for i, b in enumerate(batches)])
 
     async def _resend(
-        self, todo: list[Batch], index: dict[str, int], results: dict[int, int | Rejected]
+        self, todo: list[Batch], index: dict[str, int], results: dict[int, int | Refused]
     ) -> list[Batch]:
         """Send batches again, all acks in flight; those still in doubt."""
-        futures: list[asyncio.Future[Any]] = []
+        futures: list[Ack] = []
         try:
             for b in todo:
                 futures.append(await self.sink.publish(self.subject, b))
@@ -217,19 +215,19 @@ class Pipeline:
             log.warning("%s: %s", self.name, err)
         left: list[Batch] = []
         for k, b in enumerate(todo):
-            got = outcome(futures[k]) if k < len(futures) else None
+            got = ack_outcome(futures[k]) if k < len(futures) else None
             if got is None:
                 left.append(b)
             else:
                 results[index[b.msg_id]] = got
-        cancel(futures)
+        cancel_acks(futures)
         return left
 
-    def _stored(self, settled: list[tuple[Batch, int | Rejected]]) -> None:
+    def _stored(self, settled: list[tuple[Batch, int | Refused]]) -> None:
         """Batches now known to be stored (or refused for good), in the order they were sent."""
         seqs: list[Kept] = []
         for batch, got in settled:
-            if isinstance(got, Rejected):
+            if isinstance(got, Refused):
                 log.error(
                     "%s: lines %d-%d dropped: the LOGS stream refused them: %s",
                     self.name,
