@@ -14,7 +14,7 @@ test: docker ## every test, against real servers started by the fixtures
 	$(PY) -m pytest -q -ra
 
 test-fast: bootstrap ## unit tests only (no servers)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q tests/unit
 
 test-faults: docker ## the fault-injection tests alone
 	$(PY) -m pytest -q -ra -m faults
@@ -28,6 +28,7 @@ docker: bootstrap
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: bootstrap
 	$(VENV)/bin/mypy
@@ -44,7 +45,7 @@ registry-gc: bootstrap ## free the disk space of deleted images (stops the regis
 	$(PY) -m deploy registry-gc
 
 schemathesis: docker ## fuzz the API from /openapi.json; fails on any server error
-	$(PY) -m pytest -q -ra tests/test_schemathesis.py
+	$(PY) -m pytest -q -ra tests/integration/test_schemathesis.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -29,10 +29,10 @@ from bench.console import log
 from bench.profile import Profiler
 from services.api.admin import add_user
 from shared import bus as busmod
-from shared import kv
+from shared import kv, names
 from shared.bus import Bus
 from shared.models import ServiceStatus
-from tests.conftest import Api, login
+from tests.client import Api, login
 from tests.deploying import definition, push
 from tests.stack import Stack, free_port
 
@@ -139,9 +139,9 @@ class Platform:
 
     def containers(self, service: str | None = None) -> list[str]:
         """Ids of the platform's containers (of one service, or all), running or not."""
-        filters = ["--filter", f"label=org.servicectl.instance={self.stack.instance}"]
+        filters = ["--filter", f"label={names.LABEL_INSTANCE}={self.stack.instance}"]
         if service is not None:
-            filters += ["--filter", f"label=org.servicectl.service={service}"]
+            filters += ["--filter", f"label={names.LABEL_SERVICE}={service}"]
         r = subprocess.run(["docker", "ps", "-aq", "--no-trunc", *filters], capture_output=True)
         return r.stdout.decode().split()
 

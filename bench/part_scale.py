@@ -31,6 +31,7 @@ from bench import clients
 from bench.console import log
 from bench.harness import Platform, docker_rm, docker_run, dockerd_pid, pid_cpu_seconds
 from bench.report import Row, Target, median
+from shared import names
 from shared.bus import Bus
 from shared.clock import parse_iso
 from shared.models import ServiceStatus
@@ -116,7 +117,7 @@ class Listing:
 
 async def _listing_cost(p: Platform, calls: int = 20) -> Listing:
     """What one Docker listing of the platform's containers costs (the deployer's filter)."""
-    filters = json.dumps({"label": [f"org.servicectl.instance={p.stack.instance}"]})
+    filters = json.dumps({"label": [f"{names.LABEL_INSTANCE}={p.stack.instance}"]})
     params = {"all": "1", "filters": filters}
     dockerd = dockerd_pid()
     wall = decode = 0.0

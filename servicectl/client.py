@@ -13,6 +13,7 @@ This module must not print, prompt or read the environment: that is the CLI's.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from servicectl.errors import (
     AuthenticationFailed,
     ConnectionFailed,
     FollowUnavailable,
+    Unavailable,
     UnexpectedAnswer,
     api_error,
 )
@@ -52,6 +54,8 @@ DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 WS_HEARTBEAT_S = 20.0
 WS_PROTOCOL = "servicectl.v1"
+# waits between attempts of a write while the API answers 503 or cannot be reached
+WRITE_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def error_message(status: int, reason: str, body: bytes) -> str:
@@ -131,9 +135,10 @@ class Client:
         json: Any = None,
         params: dict[str, str] | None = None,
         auth: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> bytes:
         """One HTTP call; the body of a 2xx answer, or an `ApiError`."""
-        headers = self._auth_headers() if auth else {}
+        headers = {**(self._auth_headers() if auth else {}), **(headers or {})}
         url = self.url(path)
         try:
             async with self.session.request(
@@ -158,6 +163,19 @@ class Client:
             raise ConnectionFailed(f"{method} {url} failed: {err or type(err).__name__}") from err
         except TimeoutError:
             raise ConnectionFailed(f"{method} {url}: no answer within {self.timeout:g} s") from None
+
+    async def _write_once(self, method: str, path: str, body: Any) -> bytes:
+        """A write that makes a revision, retried while the API is unavailable or unreachable.
+
+        Every attempt carries the same Idempotency-Key, so an attempt whose answer
+        was lost is answered with what it stored, never stored twice."""
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        for delay in WRITE_RETRY_DELAYS_S:
+            try:
+                return await self.request(method, path, json=body, headers=key)
+            except (Unavailable, ConnectionFailed):
+                await asyncio.sleep(delay)
+        return await self.request(method, path, json=body, headers=key)
 
     @staticmethod
     def _service_path(name: str) -> str:
@@ -213,8 +231,8 @@ class Client:
 
     async def update_service(self, name: str, definition: ServiceDefinition) -> UpdateResult:
         """Store `definition` as the service's next revision and deploy it."""
-        body = await self.request(
-            "PUT", self._service_path(name), json=msgspec.to_builtins(definition)
+        body = await self._write_once(
+            "PUT", self._service_path(name), msgspec.to_builtins(definition)
         )
         return _decode(UpdateResult, body, "update")
 
@@ -234,8 +252,8 @@ class Client:
         Without `revision`, the server picks the serving revision (if a deploy
         failed) or the one before the current.
         """
-        body = await self.request(
-            "POST", self._service_path(name) + "/rollback", json={"revision": revision}
+        body = await self._write_once(
+            "POST", self._service_path(name) + "/rollback", {"revision": revision}
         )
         return _decode(UpdateResult, body, "rollback")
 

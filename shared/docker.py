@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiodocker
@@ -80,14 +81,27 @@ async def list_containers(
     if statuses:
         filters["status"] = statuses
     try:
-        found: list[dict[str, Any]] = await docker._query_json(
-            "containers/json",
-            method="GET",
-            params={"all": "1", "filters": json.dumps(filters)},
-        )
+        found = await docker.containers.list(all="1", filters=json.dumps(filters))
     except ERRORS as err:
         raise DockerUnavailable(f"cannot list containers: {err}") from err
-    return found
+    return [{k: c[k] for k in _LISTED if k in c} for c in found]
+
+
+_LISTED = ("Id", "Names", "State", "Labels", "Ports", "Created", "Image")
+
+
+@asynccontextmanager
+async def raw_stream(
+    docker: aiodocker.Docker, path: str, params: dict[str, str]
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """An open streaming response of the engine (`events`, `containers/<id>/logs`).
+
+    The one use of aiodocker's private `_query`: its public log and event calls
+    decode and split what they read (log lines lose Docker's framing, events go
+    through a broadcast task), while the collector resumes at exact byte
+    positions and the deployer reacts to each event as it arrives."""
+    async with docker._query(path, method="GET", params=params, timeout=None) as resp:
+        yield resp
 
 
 async def inspect(docker: aiodocker.Docker, container_id: str) -> dict[str, Any] | None:
@@ -109,7 +123,7 @@ async def container_events(
     """(action, container id, labels) for every event of this instance's containers."""
     params = {"filters": json.dumps({"type": ["container"], "label": [instance_label(settings)]})}
     try:
-        async with docker._query("events", method="GET", params=params, timeout=None) as resp:
+        async with raw_stream(docker, "events", params) as resp:
             async for data in json_stream_stream(resp):
                 actor = data.get("Actor") or {}
                 action = str(data.get("Action") or data.get("status") or "")

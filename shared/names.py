@@ -181,10 +181,6 @@ def deployment_path(project: str, service: str) -> str:
 
 
 # ---------------------------------------------------------------- caddy
-def caddy_route_id(project: str, service: str) -> str:
-    return f"route-{project}-{service}"
-
-
 CADDY_SERVER: Final = "gateway"
 CADDY_NOT_FOUND_ID: Final = "route-not-found"
 CADDY_NOTFOUND_SERVER: Final = "fallback-not-found"
@@ -198,10 +194,6 @@ DNS_TARGET: Final = "localhost."
 def dns_service_label(project: str, service: str) -> str:
     """The first path segment of a service's URLs, which is also its DNS label."""
     return f"{project}-{service}"
-
-
-def dns_service_name(label: str) -> str:
-    return f"{label}{DNS_SERVICE_SUFFIX}"
 
 
 # ---------------------------------------------------------------- registry

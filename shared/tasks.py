@@ -15,9 +15,18 @@ log = logging.getLogger(__name__)
 Loop = Callable[[], Awaitable[None]]
 
 
-async def supervised(name: str, loop: Loop, stop: asyncio.Event, max_delay: float = 30.0) -> None:
-    delay = 0.5
-    while not stop.is_set():
+async def supervised(
+    name: str,
+    loop: Loop,
+    stop: asyncio.Event | None = None,
+    max_delay: float = 30.0,
+    first_delay: float = 0.5,
+) -> None:
+    """Run `loop` until it returns, restarting it with backoff whenever it raises.
+
+    Ends when `stop` is set (if given) or when the task running it is cancelled."""
+    delay = first_delay
+    while stop is None or not stop.is_set():
         try:
             await loop()
             return
@@ -25,10 +34,13 @@ async def supervised(name: str, loop: Loop, stop: asyncio.Event, max_delay: floa
             raise
         except Exception:
             log.exception("%s crashed; restarting in %.1fs", name, delay)
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
         delay = min(max_delay, delay * 2)
 
 

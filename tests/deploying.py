@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from tests.conftest import Api
+from shared import names
+from tests.client import Api
 from tests.stack import Stack
 
 T = TypeVar("T")
@@ -126,13 +128,46 @@ def containers(stack: Stack, project: str, service: str) -> list[str]:
             "ps",
             "-aq",
             "--filter",
-            f"label=org.servicectl.instance={stack.instance}",
+            f"label={names.LABEL_INSTANCE}={stack.instance}",
             "--filter",
-            f"label=org.servicectl.project={project}",
+            f"label={names.LABEL_PROJECT}={project}",
             "--filter",
-            f"label=org.servicectl.service={service}",
+            f"label={names.LABEL_SERVICE}={service}",
         ],
         capture_output=True,
         text=True,
     )
     return r.stdout.split()
+
+
+class Hammer:
+    """Loops GET requests through the gateway in a thread; counts failures."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.ok = 0
+        self.failures: list[str] = []
+        self.bodies: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            try:
+                r = session.get(self.target, timeout=5)
+                if r.status_code == 200:
+                    self.ok += 1
+                    self.bodies.add(r.text.strip())
+                else:
+                    self.failures.append(f"{r.status_code} {r.text[:80]}")
+            except requests.RequestException as err:
+                self.failures.append(repr(err))
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

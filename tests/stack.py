@@ -17,12 +17,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from deploy import configs, keys
 from shared import bus as busmod
+from shared import names
 from shared.bus import Bus
 from shared.settings import Settings
 
@@ -145,6 +147,14 @@ class Proc:
             return needle in self.log_path.read_text(errors="replace")
         except OSError:
             return False
+
+
+@dataclass
+class NatsServer:
+    """A nats-server of a test module's own, which the tests may kill and start again."""
+
+    proc: Proc
+    settings: Settings
 
 
 def _logged_since_start(proc_holder: dict[str, Proc], name: str, marker: str) -> Callable[[], bool]:
@@ -304,7 +314,7 @@ class Stack:
 
     # ---------------------------------------------------------------- docker cleanup
     def remove_docker_objects(self) -> None:
-        label = f"org.servicectl.instance={self.instance}"
+        label = f"{names.LABEL_INSTANCE}={self.instance}"
         ids = subprocess.run(
             ["docker", "ps", "-aq", "--filter", f"label={label}"],
             capture_output=True,

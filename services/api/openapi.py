@@ -324,8 +324,3 @@ def spec(prefix: str) -> dict[str, Any]:
 
 async def serve(request: web.Request) -> web.Response:
     return json_response(spec(request.app[SETTINGS].api_prefix))
-
-
-def add_path(prefix: str, path: str, item: dict[str, Any]) -> None:
-    """Let other api modules (websocket tails, registry) describe their endpoints."""
-    spec(prefix)["paths"][f"{prefix}{path}"] = item

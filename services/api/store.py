@@ -20,8 +20,6 @@ from shared.bus import Bus, BusError
 from shared.events import AnyEvent, Event
 from shared.kv import Versioned
 from shared.models import (
-    GatewayAck,
-    Route,
     ServiceRecord,
     ServiceStatus,
     TaskDefinition,
@@ -157,14 +155,6 @@ class Store:
         key = names.service_key(project, name)
         for bucket in (self.bus.kv.status, self.bus.kv.routes, self.bus.kv.gateway):
             await kv.purge(bucket, key)
-
-    async def get_route(self, project: str, name: str) -> Route | None:
-        found = await kv.get(self.bus.kv.routes, names.service_key(project, name), Route)
-        return found.value if found else None
-
-    async def get_gateway_ack(self, project: str, name: str) -> GatewayAck | None:
-        found = await kv.get(self.bus.kv.gateway, names.service_key(project, name), GatewayAck)
-        return found.value if found else None
 
     # ------------------------------------------------------------ events
     async def announce(self, event: Event) -> bool:

@@ -123,14 +123,6 @@ class DockerHost:
             )
         return out
 
-    async def reserved_mb(self) -> int:
-        """Memory reserved by the platform's live containers (one cheap list call)."""
-        live = ["created", "running", "paused", "restarting"]
-        raw = await list_containers(self.docker, self._labels(None, None), live)
-        return sum(
-            _int_label(item.get("Labels") or {}, names.LABEL_MEMORY_RESERVATION) for item in raw
-        )
-
     # ------------------------------------------------------------ act
     async def pull(self, td: TaskDefinition) -> None:
         repo, _, tag = td.image.rpartition(":")
@@ -256,14 +248,12 @@ class DockerHost:
                 except aiodocker.DockerError as err:
                     log.info("cannot remove image %s: %s", ref, err)
 
-    async def events(self) -> AsyncIterator[tuple[str, str, str]]:
-        """(action, project, service) for every event of the platform's containers."""
+    async def events(self) -> AsyncIterator[tuple[str, str]]:
+        """(action, service key or "") for every event of the platform's containers."""
         async for action, _cid, labels in container_events(self.docker, self.settings):
-            yield (
-                action,
-                labels.get(names.LABEL_PROJECT, ""),
-                labels.get(names.LABEL_SERVICE, ""),
-            )
+            project = labels.get(names.LABEL_PROJECT, "")
+            service = labels.get(names.LABEL_SERVICE, "")
+            yield action, names.service_key(project, service) if project and service else ""
 
 
 _STATES: frozenset[ContainerState] = frozenset(

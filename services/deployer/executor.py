@@ -1,9 +1,11 @@
 """Carry out the planner's actions against Docker and NATS, one service at a time.
 
-Each action is done in order; a failure to reach Docker or NATS stops the rest
-(the next reconciliation plans again from what is observed then). A task that
-cannot be started is reported back through `start_problem`, which the planner
-turns into a failed deployment or a retry.
+Each action is done in order, dispatched by its type (`match`, with
+`assert_never` so that a new kind of action cannot be left undone); a failure
+to reach Docker or NATS stops the rest (the next reconciliation plans again
+from what is observed then). A task that cannot be started is reported back as
+a `StartFailure` (temporary or permanent), which the planner turns into a
+retry or a failed deployment.
 """
 
 from __future__ import annotations
@@ -13,28 +15,31 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import assert_never
 
 import msgspec
 
 from services.deployer.docker_host import DockerHost, ImageNotFound, StartFailed
+from services.deployer.messages import Wording
 from services.deployer.model import (
     Action,
     DeleteRoute,
     Emit,
     Finish,
+    PermanentFailure,
     RemoveContainer,
     SetRoute,
+    StartFailure,
     StartTask,
     StopTask,
+    TemporaryFailure,
 )
-from shared import events as ev
 from shared import kv, names
 from shared.bus import Bus
 from shared.clock import iso_now
 from shared.docker import DockerUnavailable
 from shared.models import Route
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,7 @@ LAST_LINES = 10
 
 @dataclass
 class Outcome:
-    start_problem: tuple[int, str, bool] | None = None
-    started: list[str] = field(default_factory=list)
+    start_failure: StartFailure | None = None
     finished: bool = False
     changed: bool = False
 
@@ -52,55 +56,56 @@ class Outcome:
 class Executor:
     def __init__(
         self,
-        settings: Settings,
         bus: Bus,
         host: DockerHost,
-        admission: asyncio.Lock,
         free_mb: Callable[[], Awaitable[int]],
         on_stopped: Callable[[str], None],
     ) -> None:
-        self.settings = settings
         self.bus = bus
         self.host = host
-        self.admission = admission
         self.free_mb = free_mb
         self.on_stopped = on_stopped
+        # Admission: the memory check and the container's creation happen together,
+        # so that no other service takes the memory between them.
+        self.admission = asyncio.Lock()
         self._stops: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, key: str, actions: list[Action], outcome: Outcome) -> None:
         project, service = names.split_service_key(key)
         for action in actions:
-            if isinstance(action, Emit):
-                await self.emit(action)
-                continue
-            if isinstance(action, StopTask):
-                # stopping runs in the background; a repeated order for it changes nothing
-                outcome.changed |= self.stop_in_background(key, action.task.container_id)
-                continue
-            outcome.changed = True
-            if isinstance(action, StartTask):
-                await self.start(project, service, action, outcome)
-            elif isinstance(action, RemoveContainer):
-                await self.host.remove(action.task.container_id)
-            elif isinstance(action, SetRoute):
-                await kv.put(
-                    self.bus.kv.routes,
-                    key,
-                    Route(
+            match action:
+                case Emit():
+                    await self.emit(action)
+                case StopTask():
+                    # stopping runs in the background; a repeated order for it changes nothing
+                    outcome.changed |= self.stop_in_background(key, action.task.container_id)
+                case StartTask():
+                    outcome.changed = True
+                    await self.start(Wording(project, service), action, outcome)
+                case RemoveContainer():
+                    outcome.changed = True
+                    await self.host.remove(action.task.container_id)
+                case SetRoute():
+                    outcome.changed = True
+                    route = Route(
                         project=project,
                         service=service,
                         upstreams=list(action.upstreams),
                         revision=action.revision,
                         updated_at=iso_now(),
-                    ),
-                )
-            elif isinstance(action, DeleteRoute):
-                await kv.purge(self.bus.kv.routes, key)
-                await kv.purge(self.bus.kv.gateway, key)
-            elif isinstance(action, Finish):
-                if action.remove_images:
-                    await self.host.remove_images(project, service)
-                outcome.finished = True
+                    )
+                    await kv.put(self.bus.kv.routes, key, route)
+                case DeleteRoute():
+                    outcome.changed = True
+                    await kv.purge(self.bus.kv.routes, key)
+                    await kv.purge(self.bus.kv.gateway, key)
+                case Finish():
+                    outcome.changed = True
+                    if action.remove_images:
+                        await self.host.remove_images(project, service)
+                    outcome.finished = True
+                case _:
+                    assert_never(action)
 
     def stop_in_background(self, key: str, container_id: str) -> bool:
         """Stopping waits for the task to exit (up to the stop timeout): do not block on it.
@@ -128,7 +133,7 @@ class Executor:
             task.cancel()
         await asyncio.gather(*stops, return_exceptions=True)
 
-    async def start(self, project: str, service: str, action: StartTask, outcome: Outcome) -> None:
+    async def start(self, say: Wording, action: StartTask, outcome: Outcome) -> None:
         td = action.definition
         t0 = time.monotonic()
         try:
@@ -145,34 +150,19 @@ class Executor:
             await self.host.start(container_id)
             log.debug(
                 "%s.%s: pull %.0f ms, create %.0f ms, start %.0f ms",
-                project,
-                service,
+                say.project,
+                say.service,
                 (t1 - t0) * 1000,
                 (t2 - t1) * 1000,
                 (time.monotonic() - t2) * 1000,
             )
-        except ImageNotFound as err:
-            outcome.start_problem = (td.revision, str(err), True)
-            return
-        except StartFailed as err:
-            outcome.start_problem = (td.revision, str(err), True)
+        except (ImageNotFound, StartFailed) as err:
+            outcome.start_failure = PermanentFailure(td.revision, str(err))
             return
         except DockerUnavailable as err:
-            outcome.start_problem = (td.revision, str(err), False)
+            outcome.start_failure = TemporaryFailure(td.revision, str(err))
             return
-        outcome.started.append(container_id)
-        await self.emit(
-            Emit(
-                ev.TaskStarted(
-                    project=project,
-                    service=service,
-                    task=task_id,
-                    revision=td.revision,
-                    message=f"service {service} has started 1 tasks: task {task_id} "
-                    f"(revision {td.revision}, {action.reason})",
-                )
-            )
-        )
+        await self.emit(Emit(say.task_started(task_id, td.revision, action.reason)))
 
     async def emit(self, action: Emit) -> None:
         event = action.event

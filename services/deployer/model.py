@@ -104,6 +104,25 @@ class Memo:
         return memo
 
 
+# ---------------------------------------------------------------- failures
+@dataclass(frozen=True)
+class StartFailure:
+    """A task of `revision` could not be started; `reason` is meant for the user."""
+
+    revision: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TemporaryFailure(StartFailure):
+    """Try again later (the registry or the engine is away)."""
+
+
+@dataclass(frozen=True)
+class PermanentFailure(StartFailure):
+    """Trying again cannot help (no such image, a definition Docker refuses): the user acts."""
+
+
 # ---------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class StartTask:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict
 
+from services.deployer.messages import Wording, exit_reason
 from services.deployer.model import (
     DeleteRoute,
     Emit,
@@ -22,16 +22,18 @@ from services.deployer.model import (
     HealthView,
     Memo,
     Observed,
+    PermanentFailure,
     Plan,
     RemoveContainer,
     RouteView,
     SetRoute,
+    StartFailure,
     StartTask,
     StopTask,
 )
 from shared import events as ev
 from shared.clock import iso
-from shared.models import DeploymentState, ServiceRecord, TaskDefinition
+from shared.models import DeploymentPhase, DeploymentState, ServiceRecord, TaskDefinition
 
 _INITIAL = HealthView(state="INITIAL")
 STUCK_CREATED_S = 15.0
@@ -60,15 +62,10 @@ class Inputs:
     definitions: Mapping[int, TaskDefinition]
     free_mb: int
     limits: Limits = Limits()
-    start_problem: tuple[int, str, bool] | None = None  # (revision, reason, permanent)
+    start_failure: StartFailure | None = None  # the last attempt to start a task failed
 
     def health_of(self, task: Observed) -> HealthView:
         return self.health.get(task.container_id, _INITIAL)
-
-
-class EventArgs(TypedDict):
-    project: str
-    service: str
 
 
 @dataclass
@@ -76,32 +73,19 @@ class _Ctx:
     inp: Inputs
     memo: Memo
     plan: Plan
+    say: Wording
 
     def emit(self, event: ev.Event, lines_from: str | None = None) -> None:
         self.plan.actions.append(Emit(event, lines_from))
-
-    def event_args(self) -> EventArgs:
-        return {"project": self.inp.project, "service": self.inp.service}
 
 
 def backoff(limits: Limits, attempt: int) -> float:
     return float(min(limits.backoff_cap_s, limits.backoff_s * 2 ** max(0, attempt - 1)))
 
 
-def exit_reason(task: Observed) -> str:
-    if task.oom_killed:
-        return (
-            f"task {task.task_id} was killed for using more than its memory limit "
-            f"({task.memory_limit} MB)"
-        )
-    if task.state == "created":
-        return f"task {task.task_id} never started"
-    return f"task {task.task_id} exited with code {task.exit_code}"
-
-
 def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
     memo = copy.deepcopy(memo_in)
-    ctx = _Ctx(inp, memo, Plan())
+    ctx = _Ctx(inp, memo, Plan(), Wording(inp.project, inp.service))
     rec = inp.record
     if rec is None or rec.deleting:
         _teardown(ctx, deleted=rec is None)
@@ -113,7 +97,7 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
         if t.service_uid != rec.uid:
             _dispose(ctx, t, "left over from an earlier service of the same name")
     _track_deployment(ctx, rec)
-    _handle_start_problem(ctx, rec)
+    _handle_start_failure(ctx, rec)
     for t in mine:
         if not t.live or _stuck(ctx, t):
             _handle_dead(ctx, rec, t)
@@ -172,22 +156,16 @@ def _track_deployment(ctx: _Ctx, rec: ServiceRecord) -> None:
         memo.next_start_at = 0.0
         memo.restarts = 0
         image = rec.definition.image if rec.definition else ""
-        ctx.emit(
-            ev.DeploymentStarted(
-                **ctx.event_args(),
-                revision=rec.revision,
-                message=f"deployment of revision {rec.revision} started: image {image}",
-            )
-        )
+        ctx.emit(ctx.say.deployment_started(rec.revision, image))
 
 
-def _set_phase(ctx: _Ctx, phase: str, reason: str = "") -> None:
+def _set_phase(ctx: _Ctx, phase: DeploymentPhase, reason: str = "") -> None:
     d = ctx.memo.deployment
     if d is None or (d.phase == phase and d.reason == reason):
         return
     ctx.memo.deployment = DeploymentState(
         revision=d.revision,
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         reason=reason,
         started_at=d.started_at,
         updated_at=iso(ctx.inp.now),
@@ -200,42 +178,27 @@ def _fail(ctx: _Ctx, rec: ServiceRecord, reason: str, lines_from: str | None) ->
     if revision in memo.failed:
         return
     memo.failed[revision] = reason
-    serving = memo.serving_revision
     _set_phase(ctx, "FAILED", reason)
-    after = (
-        f"rolled back: revision {serving} keeps serving"
-        if serving
-        else "no earlier revision to serve"
-    )
     ctx.emit(
-        ev.DeploymentFailed(
-            **ctx.event_args(),
-            revision=revision,
-            reason=reason,
-            rolled_back_to=serving,
-            message=f"deployment of revision {revision} failed: {reason}; {after}",
-        ),
-        lines_from=lines_from,
+        ctx.say.deployment_failed(revision, reason, memo.serving_revision), lines_from=lines_from
     )
 
 
-def _handle_start_problem(ctx: _Ctx, rec: ServiceRecord) -> None:
-    problem = ctx.inp.start_problem
-    if problem is None:
+def _handle_start_failure(ctx: _Ctx, rec: ServiceRecord) -> None:
+    failure = ctx.inp.start_failure
+    if failure is None:
         return
-    revision, reason, permanent = problem
-    if permanent and revision == rec.revision and _deploying(rec, ctx.memo):
+    revision, reason = failure.revision, failure.reason
+    if (
+        isinstance(failure, PermanentFailure)
+        and revision == rec.revision
+        and _deploying(rec, ctx.memo)
+    ):
         _fail(ctx, rec, reason, None)
         return
     if ctx.memo.pull_problem != reason:
         ctx.memo.pull_problem = reason
-        ctx.emit(
-            ev.ServiceWarning(
-                **ctx.event_args(),
-                revision=revision,
-                message=f"cannot start revision {revision}: {reason}; retrying",
-            )
-        )
+        ctx.emit(ctx.say.start_retrying(revision, reason))
     ctx.memo.start_attempts += 1
     ctx.memo.next_start_at = ctx.inp.now + backoff(ctx.inp.limits, ctx.memo.start_attempts)
 
@@ -260,28 +223,7 @@ def _handle_dead(ctx: _Ctx, rec: ServiceRecord, t: Observed) -> None:
 
 
 def _report_exit(ctx: _Ctx, t: Observed) -> None:
-    if t.oom_killed:
-        ctx.emit(
-            ev.TaskOomKilled(
-                **ctx.event_args(),
-                task=t.task_id,
-                revision=t.revision,
-                memory_limit_mb=t.memory_limit,
-                message=exit_reason(t),
-            ),
-            lines_from=t.container_id,
-        )
-    else:
-        ctx.emit(
-            ev.TaskExited(
-                **ctx.event_args(),
-                task=t.task_id,
-                revision=t.revision,
-                exit_code=t.exit_code if t.exit_code is not None else -1,
-                message=exit_reason(t),
-            ),
-            lines_from=t.container_id,
-        )
+    ctx.emit(ctx.say.task_exited(t), lines_from=t.container_id)
 
 
 def _report_crash(ctx: _Ctx, t: Observed) -> None:
@@ -290,17 +232,7 @@ def _report_crash(ctx: _Ctx, t: Observed) -> None:
     memo.restarts += 1
     delay = backoff(ctx.inp.limits, memo.restarts)
     memo.next_start_at = ctx.inp.now + delay
-    ctx.emit(
-        ev.TaskRestarting(
-            **ctx.event_args(),
-            task=t.task_id,
-            revision=t.revision,
-            attempt=memo.restarts,
-            delay_s=delay,
-            message=f"restarting revision {t.revision} in {delay:g} s "
-            f"(restart {memo.restarts} in a row)",
-        )
-    )
+    ctx.emit(ctx.say.task_restarting(t, memo.restarts, delay))
 
 
 def _remove_when_logged(ctx: _Ctx, t: Observed, grace: float | None = None) -> None:
@@ -326,16 +258,7 @@ def _stop(ctx: _Ctx, t: Observed, reason: str) -> None:
     if t.container_id in ctx.memo.stopping:
         return
     ctx.memo.stopping.add(t.container_id)
-    ctx.emit(
-        ev.TaskStopped(
-            **ctx.event_args(),
-            task=t.task_id,
-            revision=t.revision,
-            reason=reason,
-            message=f"service {ctx.inp.service} has stopped 1 running tasks: "
-            f"task {t.task_id} ({reason})",
-        )
-    )
+    ctx.emit(ctx.say.task_stopped(t, reason))
 
 
 def _report_health(ctx: _Ctx, live: list[Observed]) -> None:
@@ -347,25 +270,9 @@ def _report_health(ctx: _Ctx, live: list[Observed]) -> None:
             continue
         memo.reported_health[t.container_id] = h.state
         if h.state == "HEALTHY":
-            ctx.emit(
-                ev.TaskHealthy(
-                    **ctx.event_args(),
-                    task=t.task_id,
-                    revision=t.revision,
-                    message=f"task {t.task_id} is healthy: {h.description}",
-                )
-            )
+            ctx.emit(ctx.say.task_healthy(t, h.description))
         else:
-            ctx.emit(
-                ev.TaskUnhealthy(
-                    **ctx.event_args(),
-                    task=t.task_id,
-                    revision=t.revision,
-                    description=h.description,
-                    message=f"task {t.task_id} is unhealthy: {h.description}; "
-                    "starting a replacement",
-                )
-            )
+            ctx.emit(ctx.say.task_unhealthy(t, h.description))
     alive = {t.container_id for t in ctx.inp.tasks}
     for cid in list(memo.reported_health):
         if cid not in alive:
@@ -416,24 +323,12 @@ def _ensure_task(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed
         return
     need, free = td.memory_reservation, ctx.inp.free_mb
     if need > free:
-        reason = (
-            f"revision {target} needs {need} MB of memory reserved but only {max(free, 0)} MB "
-            f"of {ctx.inp.limits.capacity_mb} MB are free on this host"
+        reason, event = ctx.say.deployment_pending(
+            target, need, free, ctx.inp.limits.capacity_mb, memo.serving_revision
         )
         if memo.pending_reason != reason:
             memo.pending_reason = reason
-            serving = memo.serving_revision
-            after = f"; revision {serving} keeps serving" if serving and serving != target else ""
-            ctx.emit(
-                ev.DeploymentPending(
-                    **ctx.event_args(),
-                    revision=target,
-                    needed_mb=need,
-                    free_mb=max(free, 0),
-                    capacity_mb=ctx.inp.limits.capacity_mb,
-                    message=f"{reason}: waiting for memory to free up{after}",
-                )
-            )
+            ctx.emit(event)
         if target == rec.revision:
             _set_phase(ctx, "PENDING", reason)
         ctx.plan.wake(ctx.inp.now + PENDING_RETRY_S)
@@ -478,30 +373,10 @@ def _route_and_retire(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Obs
         ctx.plan.actions.append(SetRoute(want, target))
         for u in want:
             if u not in route.upstreams and u in by_upstream:
-                t = by_upstream[u]
-                ctx.emit(
-                    ev.TargetRegistered(
-                        **ctx.event_args(),
-                        task=t.task_id,
-                        revision=t.revision,
-                        target=u,
-                        message=f"service {ctx.inp.service} registered 1 targets: "
-                        f"task {t.task_id} (revision {t.revision}) at {u}",
-                    )
-                )
+                ctx.emit(ctx.say.target_registered(by_upstream[u], u))
         for u in route.upstreams:
             if u not in want:
-                t_old = by_upstream.get(u)
-                ctx.emit(
-                    ev.TargetDeregistered(
-                        **ctx.event_args(),
-                        task=t_old.task_id if t_old else "",
-                        revision=t_old.revision if t_old else 0,
-                        target=u,
-                        message=f"service {ctx.inp.service} deregistered 1 targets: "
-                        + (f"task {t_old.task_id} at {u}" if t_old else u),
-                    )
-                )
+                ctx.emit(ctx.say.target_deregistered(by_upstream.get(u), u))
         return
     if not route.settled:
         return  # the gateway has not confirmed the switch (or requests still drain)
@@ -529,14 +404,7 @@ def _route_and_retire(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Obs
     if _deploying(rec, memo) and target == rec.revision:
         memo.serving_revision = rec.revision
         _set_phase(ctx, "COMPLETED")
-        ctx.emit(
-            ev.DeploymentCompleted(
-                **ctx.event_args(),
-                revision=rec.revision,
-                message=f"service {ctx.inp.service} has reached a steady state: "
-                f"revision {rec.revision} is serving",
-            )
-        )
+        ctx.emit(ctx.say.deployment_completed(rec.revision))
     h = ctx.inp.health_of(serving_task)
     if memo.restarts and h.state == "HEALTHY":
         stable_at = h.since + ctx.inp.limits.stable_after_s

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from services.deployer.messages import exit_reason
 from services.deployer.model import Memo, Observed
-from services.deployer.plan import Inputs, exit_reason
+from services.deployer.plan import Inputs
 from shared.clock import iso
 from shared.models import ServiceStatus, TaskHealth, TaskLastStatus, TaskState
 

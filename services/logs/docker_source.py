@@ -96,8 +96,8 @@ class DockerSource:
         if since is not None:
             params["since"] = since
         try:
-            async with self.docker._query(
-                f"containers/{container_id}/logs", method="GET", params=params, timeout=None
+            async with shared_docker.raw_stream(
+                self.docker, f"containers/{container_id}/logs", params
             ) as response:
                 content = response.content
                 while True:

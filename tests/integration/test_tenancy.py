@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests import apps
-from tests.conftest import Api
+from tests.client import Api
 from tests.deploying import definition, docker, docker_login, push, wait_text
 from tests.stack import Stack
 

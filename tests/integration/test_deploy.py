@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from clfpy import ServicesClient
 
 from tests import apps
-from tests.conftest import Api
+from tests.client import Api
 from tests.deploying import (
+    Hammer,
     containers,
     definition,
     event_types,
@@ -36,39 +35,6 @@ from tests.stack import Stack
 @pytest.fixture(scope="module")
 def app_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     return apps.build_image(tmp_path_factory.mktemp("app"))
-
-
-class Hammer:
-    """Loops GET requests through the gateway in a thread; counts failures."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.ok = 0
-        self.failures: list[str] = []
-        self.bodies: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            try:
-                r = session.get(self.target, timeout=5)
-                if r.status_code == 200:
-                    self.ok += 1
-                    self.bodies.add(r.text.strip())
-                else:
-                    self.failures.append(f"{r.status_code} {r.text[:80]}")
-            except requests.RequestException as err:
-                self.failures.append(repr(err))
-
-    def __enter__(self) -> Hammer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def test_clfpy_update_replace_delete(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.conftest import Api
+from tests.client import Api
 from tests.deploying import definition, status, wait_for
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Api
+from tests.client import Api
 from tests.stack import Stack
 
 

@@ -26,10 +26,9 @@ import pytest
 
 from shared import names
 from tests import apps
-from tests.conftest import Api, login, make_user, unique
-from tests.deploying import definition, get, push, status, url, wait_for, wait_text
+from tests.client import Api, login, make_user, unique
+from tests.deploying import Hammer, definition, get, push, status, url, wait_for, wait_text
 from tests.stack import Stack
-from tests.test_deploy import Hammer
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -25,7 +25,7 @@ from clfpy import ServicesClient
 from services.logs import timestamps
 from shared import kv, names
 from shared.models import LogCursor, ServiceRecord
-from tests.conftest import Api
+from tests.client import Api
 from tests.stack import Stack, wait_for
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import apps
-from tests.conftest import Api, login, make_user, unique
+from tests.client import Api, login, make_user, unique
 from tests.deploying import definition, get, push, status, url, wait_event, wait_for, wait_text
 from tests.stack import Stack
 

@@ -14,7 +14,7 @@ from clfpy.services_client import (
     ServiceNotFoundException,
 )
 
-from tests.conftest import Api
+from tests.client import Api
 from tests.stack import Stack
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import Api
+from tests.client import Api
 from tests.stack import Stack
 
 

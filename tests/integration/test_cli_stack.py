@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests import apps
-from tests.conftest import make_user, unique
+from tests.client import make_user, unique
 from tests.deploying import containers, get
 from tests.stack import ROOT, Stack
 

@@ -12,7 +12,7 @@ import requests
 
 from services.api import secrets
 from shared import kv, names
-from tests.conftest import Api, login, make_user, unique
+from tests.client import Api, login, make_user, unique
 from tests.stack import Stack
 
 

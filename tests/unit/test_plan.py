@@ -13,11 +13,14 @@ from services.deployer.model import (
     HealthView,
     Memo,
     Observed,
+    PermanentFailure,
     RemoveContainer,
     RouteView,
     SetRoute,
+    StartFailure,
     StartTask,
     StopTask,
+    TemporaryFailure,
 )
 from services.deployer.plan import Inputs, Limits, backoff, plan
 from services.deployer.status import build_status
@@ -91,7 +94,7 @@ class Case:
     route: RouteView | None = None
     memo: Memo = field(default_factory=lambda: Memo(service_uid=UID))
     free_mb: int = 1000
-    start_problem: tuple[int, str, bool] | None = None
+    start_failure: StartFailure | None = None
     definitions: dict[int, TaskDefinition] | None = None
     fresh_health: bool = False  # health states not reported yet (else: reported before)
 
@@ -110,7 +113,7 @@ class Case:
             definitions=defs,
             free_mb=self.free_mb,
             limits=Limits(deploy_deadline_s=60, backoff_s=1, backoff_cap_s=60, capacity_mb=2048),
-            start_problem=self.start_problem,
+            start_failure=self.start_failure,
         )
 
 
@@ -298,7 +301,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
             {"c-a": HEALTHY},
             R1,
             serving_memo(deployment=None),
-            start_problem=(2, "image not found", True),
+            start_failure=PermanentFailure(2, "image not found"),
         ),
         ["emit deployment.started", "emit deployment.failed"],
     ),
@@ -309,7 +312,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
             {"c-a": HEALTHY},
             R1,
             serving_memo(),
-            start_problem=(2, "registry unreachable", False),
+            start_failure=TemporaryFailure(2, "registry unreachable"),
         ),
         ["emit deployment.started", "emit service.warning"],
     ),

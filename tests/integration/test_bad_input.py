@@ -17,7 +17,7 @@ import requests
 from services.api import secrets
 from shared import kv, names
 from shared.models import TokenRecord
-from tests.conftest import Api, login, make_user, unique
+from tests.client import Api, login, make_user, unique
 from tests.deploying import definition
 from tests.stack import Stack
 

@@ -22,7 +22,7 @@ from clfpy import ServicesClient
 from services.api.secrets import digest
 from shared import kv, names
 from shared.models import RegistryCredential, ServiceRecord
-from tests.conftest import Api
+from tests.client import Api
 from tests.deploying import docker
 from tests.deploying import docker_login as login
 from tests.stack import Stack

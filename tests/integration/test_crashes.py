@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import apps
-from tests.conftest import Api
+from tests.client import Api
 from tests.deploying import definition, push, status, wait_event, wait_for, wait_text
 from tests.stack import Stack
 
