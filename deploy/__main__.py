@@ -1,7 +1,7 @@
 """`python -m deploy {prepare|up|registry-gc}`: run the platform on this machine.
 
 `up` writes keys and configs into the data dir, prints how to use the platform
-and hands over to supervisord, which runs nats-server, the registry, Caddy and
+and hands over to supervisord, which runs nats-server, the registry, HAProxy and
 the four platform services and restarts any that die. Ctrl-C stops them all.
 """
 
@@ -15,17 +15,19 @@ import sys
 from pathlib import Path
 
 from deploy import configs, keys
+from shared import natsserver
 from shared.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def prepare(settings: Settings) -> None:
-    for sub in ("nats", "registry", "caddy", "log", "run", "keys"):
+    for sub in ("nats", "registry", "log", "run", "keys"):
         (settings.data_dir / sub).mkdir(parents=True, exist_ok=True)
     keys.ensure_all(settings)
+    natsserver.write_config(settings)
     configs.write_registry_config(settings)
-    configs.write_caddy_config(settings)
+    configs.write_haproxy_config(settings)
     configs.write_supervisord_config(settings, ROOT)
 
 
@@ -66,9 +68,6 @@ def up(settings: Settings) -> None:
             ("api", f"{settings.api_host}:{settings.api_port}"),
             ("gateway", f"{settings.gateway_host}:{settings.gateway_port}"),
             ("registry", settings.registry_addr),
-            ("caddy admin", settings.caddy_admin),
-            ("gateway fallback", f"127.0.0.1:{settings.gateway_notfound_port}"),
-            ("gateway fallback", f"127.0.0.1:{settings.gateway_unavailable_port}"),
             ("nats", settings.nats_url.split("//", 1)[-1]),
         )
         if _port_in_use(addr)

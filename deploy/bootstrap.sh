@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install what is missing, and nothing more: Debian packages (docker.io,
-# docker-registry, busybox-static) and the project's virtualenv in .venv.
+# docker-registry, busybox-static, haproxy) and the project's virtualenv in .venv.
 # Safe to run again: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-PACKAGES=(docker.io docker-registry busybox-static)
+PACKAGES=(docker.io docker-registry busybox-static haproxy)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,7 +1,7 @@
 """Configuration files for the platform's servers, written into the data dir.
 
 - the registry's YAML (token auth against our api, deletes enabled),
-- Caddy's starting JSON (admin API, the gateway server answering 404),
+- HAProxy's starting files (the routes the gateway last wrote, else empty slots),
 - supervisord's configuration running every process of `make up`.
 """
 
@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from services.gateway.caddy_config import build_config
+from services.gateway import haproxy_config
 from shared import names
 from shared.settings import Settings
 
@@ -62,11 +62,19 @@ def write_registry_config(settings: Settings) -> Path:
     return path
 
 
-def write_caddy_config(settings: Settings) -> Path:
-    path = settings.data_dir / "run" / "caddy.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_config(settings), indent=2) + "\n")
-    return path
+def write_haproxy_config(settings: Settings) -> Path:
+    """HAProxy's files with the routes the gateway last wrote, if any (it writes them anew
+    with every route change), so that HAProxy serves them before the gateway runs."""
+    try:
+        previous: str | None = haproxy_config.layout_path(settings).read_text()
+    except OSError:
+        previous = None
+    for path, text in haproxy_config.initial_files(settings, previous).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return settings.haproxy_config_path
 
 
 def bin_path(name: str) -> str:
@@ -74,19 +82,14 @@ def bin_path(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _nats_port(settings: Settings) -> str:
-    return settings.nats_url.rsplit(":", 1)[-1].strip("/")
-
-
 def supervisord_config(settings: Settings, root: Path) -> str:
     data = settings.data_dir
     log = data / "log"
     py = shlex.quote(sys.executable)
-    nats_host = settings.nats_url.split("//", 1)[-1].rsplit(":", 1)[0]
     programs = {
         "nats": (
-            f"{shlex.quote(bin_path('nats-server'))} -a {nats_host} -p {_nats_port(settings)} "
-            f"-js -sd {shlex.quote(str(data / 'nats'))}",
+            f"{shlex.quote(bin_path('nats-server'))} -c "
+            f"{shlex.quote(str(settings.nats_config_path))}",
             10,
             "",
         ),
@@ -95,13 +98,7 @@ def supervisord_config(settings: Settings, root: Path) -> str:
             20,
             "",
         ),
-        "caddy": (
-            f"{shlex.quote(bin_path('caddy'))} run --config "
-            f"{shlex.quote(str(data / 'run' / 'caddy.json'))}",
-            20,
-            f'XDG_CONFIG_HOME="{data / "caddy"}",XDG_DATA_HOME="{data / "caddy"}"',
-        ),
-        "dns": (f"{py} -m services.gateway.dns", 15, ""),
+        "haproxy": (" ".join(shlex.quote(a) for a in haproxy_config.argv(settings)), 20, ""),
         "api": (f"{py} -m services.api", 30, ""),
         "deployer": (f"{py} -m services.deployer", 30, ""),
         "logs": (f"{py} -m services.logs", 30, ""),
@@ -111,6 +108,7 @@ def supervisord_config(settings: Settings, root: Path) -> str:
         "; written by `python -m deploy up`; edits are overwritten",
         "[supervisord]",
         "nodaemon=true",
+        "umask=077",
         *(["user=root"] if os.geteuid() == 0 else []),
         f"logfile={log / 'supervisord.log'}",
         f"pidfile={data / 'run' / 'supervisord.pid'}",

@@ -2,7 +2,9 @@
 
 - the registry token signing key (EC P-256) and its self-signed certificate,
   which the registry trusts (`rootcertbundle`) and the api signs tokens with;
-- the deployer's registry secret (a pull-only platform credential).
+- the deployer's registry secret (a pull-only platform credential);
+- a NATS password for each of the platform's identities, and the account nkey
+  seed with which the api's auth callout signs users' NATS credentials.
 
 Existing files are never overwritten, so keys survive restarts.
 """
@@ -14,17 +16,19 @@ import os
 import secrets
 from pathlib import Path
 
+import nkeys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from nacl.signing import SigningKey
 
-from shared import names
+from shared import names, natsconf
 from shared.settings import Settings
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -66,6 +70,24 @@ def ensure_deployer_secret(settings: Settings) -> None:
         _write_private(path, secrets.token_urlsafe(32).encode())
 
 
+def ensure_nats_secrets(settings: Settings) -> None:
+    for identity in natsconf.ALL_IDENTITIES:
+        path = settings.nats_secret_path(identity)
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(32).encode())
+    seed_path = settings.nats_issuer_seed_path
+    if not seed_path.exists():
+        _write_private(seed_path, nkeys_seed())
+
+
+def nkeys_seed() -> bytes:
+    """A new account nkey seed ("SA..."): ed25519, in nkeys' encoding."""
+    return bytes(nkeys.encode_seed(bytes(SigningKey.generate()), nkeys.PREFIX_BYTE_ACCOUNT))
+
+
 def ensure_all(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)  # secrets, the NATS store and the registry's images live here
     ensure_token_key(settings)
     ensure_deployer_secret(settings)
+    ensure_nats_secrets(settings)

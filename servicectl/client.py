@@ -25,6 +25,7 @@ import msgspec
 from servicectl.errors import (
     ApiError,
     AuthenticationFailed,
+    BadRequest,
     ConnectionFailed,
     FollowUnavailable,
     Unavailable,
@@ -39,6 +40,7 @@ from servicectl.models import (
     HealthCheck,
     LogLine,
     Logs,
+    NatsDetails,
     Revisions,
     ServiceDefinition,
     ServiceSummary,
@@ -165,10 +167,11 @@ class Client:
             raise ConnectionFailed(f"{method} {url}: no answer within {self.timeout:g} s") from None
 
     async def _write_once(self, method: str, path: str, body: Any) -> bytes:
-        """A write that makes a revision, retried while the API is unavailable or unreachable.
+        """A write retried while the API is unavailable or unreachable.
 
         Every attempt carries the same Idempotency-Key, so an attempt whose answer
-        was lost is answered with what it stored, never stored twice."""
+        was lost is answered with what it stored (a revision), never stored twice;
+        a PATCH sets absolute values, so repeating it changes nothing either."""
         key = {"Idempotency-Key": uuid.uuid4().hex}
         for delay in WRITE_RETRY_DELAYS_S:
             try:
@@ -197,6 +200,10 @@ class Client:
     async def token_info(self) -> TokenInfo:
         """Who the current token belongs to, and until when it is valid."""
         return _decode(TokenInfo, await self.request("GET", "/auth/tokens/current"), "token info")
+
+    async def nats_details(self) -> NatsDetails:
+        """How to follow the project's events and logs on NATS with the session token."""
+        return _decode(NatsDetails, await self.request("GET", "/auth/nats"), "NATS details")
 
     async def revoke_token(self) -> None:
         """Revoke the current session token on the server."""
@@ -235,6 +242,16 @@ class Client:
             "PUT", self._service_path(name), msgspec.to_builtins(definition)
         )
         return _decode(UpdateResult, body, "update")
+
+    async def patch_service(self, name: str, body: dict[str, Any]) -> ServiceView:
+        """Change settings that need no new revision (`PATCH /services/<name>`).
+
+        `body` holds what changes: `{"count": N}`, or `{"health_check": {"rel_path",
+        "status_codes", "interval"}}`. The answer is the service's status view,
+        as `service` returns it.
+        """
+        body_bytes = await self._write_once("PATCH", self._service_path(name), body)
+        return _decode(ServiceView, body_bytes, "update of the service's settings")
 
     async def delete_service(self, name: str) -> DeleteResult:
         """Stop and remove the service; status DELETED, or DRAINING if it is still going on."""
@@ -295,7 +312,7 @@ class Client:
                     f"this API ({self.api_url}) cannot follow {what} live (no {suffix} endpoint)"
                 ) from None
             if err.status == 400:
-                raise ApiError(400, f"{what}: the API refused the request (HTTP 400)") from None
+                raise BadRequest(400, f"{what}: the API refused the request (HTTP 400)") from None
             raise ApiError(err.status, f"{what}: websocket refused (HTTP {err.status})") from None
         except aiohttp.ClientConnectorError as err:
             raise ConnectionFailed(
@@ -307,20 +324,53 @@ class Client:
             raise ConnectionFailed(f"{what}: the websocket did not open in time") from None
         return Feed(ws, cls, what, on_missed)
 
+    @staticmethod
+    def _follow_params(tail: int, after: str | None) -> dict[str, str]:
+        return {"after": after} if after else {"tail": str(tail)}
+
     async def events_feed(
-        self, name: str, tail: int = 0, on_missed: Callable[[int], None] | None = None
+        self,
+        name: str,
+        tail: int = 0,
+        on_missed: Callable[[int], None] | None = None,
+        after: str | None = None,
     ) -> Feed[Event]:
-        """Open `GET /services/<name>/events/follow`: the last `tail` events, then live ones."""
+        """Open `GET /services/<name>/events/follow`: the last `tail` events (or those after
+        the stored position `after`), then live ones."""
+        params = self._follow_params(tail, after)
         return await self._connect(
-            name, "/events/follow", {"tail": str(tail)}, Event, f"events of {name}", on_missed
+            name, "/events/follow", params, Event, f"events of {name}", on_missed
+        )
+
+    async def events_feed_json(
+        self,
+        name: str,
+        tail: int = 0,
+        on_missed: Callable[[int], None] | None = None,
+        after: str | None = None,
+    ) -> Feed[dict[str, Any]]:
+        """Like `events_feed`, but each event as the API sent it (every field of its type)."""
+        return await self._connect(
+            name,
+            "/events/follow",
+            self._follow_params(tail, after),
+            dict[str, Any],
+            f"events of {name}",
+            on_missed,
         )
 
     async def logs_feed(
-        self, name: str, tail: int = 20, on_missed: Callable[[int], None] | None = None
+        self,
+        name: str,
+        tail: int = 20,
+        on_missed: Callable[[int], None] | None = None,
+        after: str | None = None,
     ) -> Feed[LogLine]:
-        """Open `GET /services/<name>/logs/follow`: the last `tail` lines, then live ones."""
+        """Open `GET /services/<name>/logs/follow`: the last `tail` lines (or those after the
+        stored position `after`, "<seq>:<n>"), then live ones."""
+        params = self._follow_params(tail, after)
         return await self._connect(
-            name, "/logs/follow", {"tail": str(tail)}, LogLine, f"logs of {name}", on_missed
+            name, "/logs/follow", params, LogLine, f"logs of {name}", on_missed
         )
 
     async def follow_events(self, name: str, tail: int = 0) -> AsyncIterator[Event]:

@@ -1,4 +1,7 @@
-"""The CLI's commands other than deploy and rollback: each one async function of parsed options.
+"""The CLI's plain commands (login, services, status, logs, events, push): one async function each.
+
+Deploys and rollbacks are in `servicectl.deploying`, `env` in
+`servicectl.environment`, `health` and `scale` in `servicectl.patching`.
 
 A command talks to the API through `Client`, prints through the `Context`
 and returns the exit code; failures are raised (`CommandError`, or the
@@ -10,32 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import msgspec
-
-from servicectl import config, render
+from servicectl import config, jsonout, render
 from servicectl.client import Client
 from servicectl.context import CommandError, Context, UsageError
 from servicectl.errors import (
     AuthenticationFailed,
-    ConnectionFailed,
-    FollowUnavailable,
+    BadRequest,
     NotFound,
     ServicectlError,
 )
-from servicectl.feeds import Feed
-from servicectl.following import print_follow
-from servicectl.models import Event, HealthCheck, LogLine, ServiceView
+from servicectl.models import HealthCheck, ServiceView
 from servicectl.pushing import Docker, Source, find_docker, push
-from servicectl.watch import EventKey, event_key
-
-EVENTS_POLL_S = 2.0
-RESUME_LINES = 500  # backlog asked for when a follow reconnects
-RESUME_EVENTS = 200
+from servicectl.rejections import explain_health_check
 
 
 # ---------------------------------------------------------------- login
@@ -118,12 +109,38 @@ async def logout(ctx: Context) -> int:
     return 0
 
 
-async def whoami(ctx: Context) -> int:
+async def whoami(ctx: Context, as_json: bool = False) -> int:
     async with ctx.client() as client:
         info = await client.token_info()
+        if as_json:
+            ctx.say(jsonout.document(jsonout.whoami_record(info, client.api_url)))
+            return 0
         ctx.say(f"{info.username} in project {info.project} at {client.api_url}")
         if info.expires_at:
             ctx.say(f"token valid until {render.short_time(info.expires_at)} UTC")
+    return 0
+
+
+async def nats_info(ctx: Context, as_json: bool) -> int:
+    """Ready-to-use details for following the project on NATS (nats-py, the nats CLI)."""
+    async with ctx.client() as client:
+        info = await client.nats_details()
+        token = client.token or ""
+    if as_json:
+        ctx.say(jsonout.document({**jsonout.builtins(info), "token": token}))
+        return 0
+    ctx.say(f"NATS_URL={info.url}")
+    ctx.say(f"NATS_TOKEN={token}")
+    ctx.say(f"NATS_INBOX_PREFIX={info.inbox_prefix}")
+    for kind, subject in info.live.items():
+        history = info.history.get(kind)
+        ctx.say(f"# {kind}: live on {subject}")
+        if history is not None:
+            ctx.say(
+                f"#   stored: pull consumer {history.consumer} of stream {history.stream} "
+                f"({history.filter})"
+            )
+    ctx.say(f"# valid until {render.short_time(info.expires_at)} UTC (the session token's life)")
     return 0
 
 
@@ -131,12 +148,6 @@ async def whoami(ctx: Context) -> int:
 async def ls(ctx: Context, as_json: bool) -> int:
     async with ctx.client() as client:
         services = await client.list_services()
-        if as_json:
-            ctx.say(json.dumps([_builtins(s) for s in services], indent=2))
-            return 0
-        if not services:
-            ctx.say("No services yet: create one with `servicectl create NAME`.")
-            return 0
 
         async def view(name: str) -> ServiceView | None:
             try:
@@ -145,17 +156,31 @@ async def ls(ctx: Context, as_json: bool) -> int:
                 return None
 
         found = await asyncio.gather(*(view(s.name) for s in services))
-        views = {v.name: v for v in found if v is not None}
+    views = {v.name: v for v in found if v is not None}
+    if as_json:
+        entries = [jsonout.service_entry(s, views.get(s.name)) for s in services]
+        ctx.say(jsonout.document(entries))
+    elif not services:
+        ctx.say("No services yet: create one with `servicectl create NAME`.")
+    else:
         ctx.say(render.services_table(services, views))
     return 0
 
 
-def _builtins(value: Any) -> Any:
-    return msgspec.to_builtins(value)
+CREATE_FLAGS = {
+    "rel_path": "--health-path",
+    "status_codes": "--health-codes",
+    "interval": "--health-interval",
+}
 
 
 async def create(
-    ctx: Context, name: str, path: str | None, codes: str | None, interval: int | None
+    ctx: Context,
+    name: str,
+    path: str | None,
+    codes: str | None,
+    interval: int | None,
+    as_json: bool = False,
 ) -> int:
     hc = None
     if path is not None or codes is not None or interval is not None:
@@ -166,7 +191,13 @@ async def create(
             interval=interval if interval is not None else d.interval,
         )
     async with ctx.client() as client:
-        created = await client.create_service(name, hc)
+        try:
+            created = await client.create_service(name, hc)
+        except BadRequest as err:
+            raise BadRequest(err.status, explain_health_check(err.message, CREATE_FLAGS)) from None
+    if as_json:
+        ctx.say(jsonout.document({"name": created.name, "url": created.url}))
+        return 0
     ctx.say(f"Created service {created.name}; once deployed it is served at {created.url}")
     ctx.progress(
         f"Next: servicectl push {created.name} DIR --tag v1 && "
@@ -175,7 +206,7 @@ async def create(
     return 0
 
 
-async def delete(ctx: Context, name: str, yes: bool) -> int:
+async def delete(ctx: Context, name: str, yes: bool, as_json: bool = False) -> int:
     if not yes:
         answer = ctx.ask(
             f"Delete service {name} with its containers, route, images and logs? "
@@ -187,7 +218,9 @@ async def delete(ctx: Context, name: str, yes: bool) -> int:
             raise CommandError(f"not deleted: {answer.strip()!r} is not {name!r}")
     async with ctx.client() as client:
         result = await client.delete_service(name)
-    if result.status == "DRAINING":
+    if as_json:
+        ctx.say(jsonout.document({"name": name, "status": result.status or "DELETED"}))
+    elif result.status == "DRAINING":
         ctx.say(f"Deleting {name}: it is draining; the rest happens in the background.")
     else:
         ctx.say(f"Deleted {name}.")
@@ -197,7 +230,7 @@ async def delete(ctx: Context, name: str, yes: bool) -> int:
 async def status(ctx: Context, name: str, as_json: bool, events: int) -> int:
     async with ctx.client() as client:
         if as_json:
-            ctx.say(json.dumps(await client.service_json(name), indent=2))
+            ctx.say(jsonout.document(await client.service_json(name)))
         else:
             ctx.say(render.status_report(await client.service(name), events))
     return 0
@@ -205,83 +238,15 @@ async def status(ctx: Context, name: str, as_json: bool, events: int) -> int:
 
 async def revisions(ctx: Context, name: str, as_json: bool, show_env: bool) -> int:
     async with ctx.client() as client:
-        revs = await client.revisions(name)
-        if as_json:
-            ctx.say(json.dumps(_builtins(revs), indent=2))
-            return 0
-        if not revs.revisions:
-            ctx.say(f"{name} has no revisions yet: deploy it with `servicectl deploy {name}`.")
-            return 0
-        serving = (await client.service(name)).status.serving_revision
+        revs, view = await asyncio.gather(client.revisions(name), client.service(name))
+    serving = view.status.serving_revision
+    if as_json:
+        ctx.say(jsonout.document({**jsonout.builtins(revs), "serving_revision": serving}))
+    elif not revs.revisions:
+        ctx.say(f"{name} has no revisions yet: deploy it with `servicectl deploy {name}`.")
+    else:
         ctx.say(render.revisions_table(revs, serving, show_env))
     return 0
-
-
-# ---------------------------------------------------------------- events and logs
-def _missed_note(ctx: Context, what: str) -> Callable[[int], None]:
-    def note(count: int) -> None:
-        ctx.progress(f"({count} {what} skipped: this terminal read them too slowly)")
-
-    return note
-
-
-async def events(ctx: Context, name: str, count: int, follow: bool) -> int:
-    async with ctx.client() as client:
-        if follow:
-
-            def open_feed(tail: int) -> Awaitable[Feed[Event]]:
-                return client.events_feed(name, tail, _missed_note(ctx, "events"))
-
-            try:
-                return await print_follow(
-                    ctx, open_feed, count, RESUME_EVENTS, event_key, render.event_line
-                )
-            except FollowUnavailable:
-                pass  # an older API: poll its status view instead
-        history = (await client.service(name)).status.events
-        for event in reversed(history[:count]):
-            ctx.say(render.event_line(event))
-        if follow:
-            await _poll_events(ctx, client, name, {event_key(e) for e in history})
-    return 0
-
-
-async def _poll_events(ctx: Context, client: Client, name: str, seen: set[EventKey]) -> None:
-    """For APIs without the events websocket: the status view's events, every few seconds."""
-    while True:
-        await asyncio.sleep(EVENTS_POLL_S)
-        try:
-            history = (await client.service(name)).status.events
-        except ConnectionFailed:
-            continue
-        fresh: list[Event] = [e for e in reversed(history) if event_key(e) not in seen]
-        for event in fresh:
-            seen.add(event_key(event))
-            ctx.say(render.event_line(event))
-
-
-async def logs(ctx: Context, name: str, tail: int, streams: int, follow: bool) -> int:
-    async with ctx.client() as client:
-        if not follow:
-            answer = await client.logs(name, tail, streams)
-            for line in render.log_streams(answer.logs):
-                ctx.say(line)
-            return 0
-
-        def open_feed(backlog: int) -> Awaitable[Feed[LogLine]]:
-            return client.logs_feed(name, backlog, _missed_note(ctx, "lines"))
-
-        try:
-            return await print_follow(
-                ctx,
-                open_feed,
-                tail,
-                RESUME_LINES,
-                lambda x: (x.source, x.n, x.time, x.text),
-                lambda x: render.log_line(x.time, x.source, x.text),
-            )
-        except FollowUnavailable as err:
-            raise CommandError(str(err)) from None
 
 
 # ---------------------------------------------------------------- push
@@ -302,12 +267,21 @@ def push_source(directory: str | None, image: str | None, dockerfile: str | None
     return Source(context=context, dockerfile=Path(dockerfile) if dockerfile else None)
 
 
-async def push_image(ctx: Context, name: str, source: Source, tag: str) -> int:
+async def push_image(
+    ctx: Context, name: str, source: Source, tag: str, as_json: bool = False
+) -> int:
     docker = Docker(find_docker(), ctx.progress)
     async with ctx.client() as client:
         creds = await client.docker_credentials(name)
     pushed = await push(docker, creds, source, tag, lambda text: ctx.progress(f"==> {text}"))
     digest = f" ({pushed.digest})" if pushed.digest else ""
     ctx.progress(f"==> Pushed{digest}; deploy it with `servicectl deploy {name} --tag {tag}`")
-    ctx.say(pushed.reference)
+    if as_json:
+        ctx.say(
+            jsonout.document(
+                {"name": name, "tag": tag, "reference": pushed.reference, "digest": pushed.digest}
+            )
+        )
+    else:
+        ctx.say(pushed.reference)
     return 0

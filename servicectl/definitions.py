@@ -1,10 +1,13 @@
-"""The next service definition: the current revision's values with the user's changes. Pure.
+"""The next service definition: the base revision's values with the user's changes. Pure.
 
-`servicectl deploy` starts from what the service runs now (or, before its
-first deploy, from the defaults below), applies the options the user gave,
-and sends the result as a whole (the API wants every field). Variables the
-platform injects itself (CONTEXT_ROOT and PORT, when they have the injected
-values) are not carried over, so that changing the port moves PORT too.
+`servicectl deploy` and `env set/unset` start from a base revision
+(`choose_base`): the newest one, unless its deployment failed while an older
+revision serves, then the serving one, so a change after a failed deploy is
+not built on the failure; before the first deploy, the defaults below. The
+options the user gave are laid over it and the result is sent as a whole
+(the API wants every field). Variables the platform injects itself
+(CONTEXT_ROOT and PORT, when they have the injected values) are not carried
+over, so that changing the port moves PORT too.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from servicectl.models import EnvVar, Revision, ServiceDefinition
+from servicectl.models import EnvVar, Revision, Revisions, ServiceDefinition, Status
+from servicectl.states import NewestDeployment, newest_deployment
 
 DEFAULT_TAG = "latest"
 DEFAULT_MEMORY_RESERVATION_MB = 64
@@ -33,6 +37,57 @@ class Changes:
     clear_env: bool = False
 
 
+@dataclass(frozen=True)
+class Base:
+    """The revision a new definition is built on, and why that one."""
+
+    revision: Revision | None  # None: nothing deployed yet, the defaults
+    serving: bool = False  # it is the serving revision
+    newest: NewestDeployment | None = None  # the newest revision's deployment
+    skipped: bool = False  # the newest revision failed and is not the base
+
+    @property
+    def number(self) -> int:
+        return self.revision.revision if self.revision is not None else 0
+
+
+def choose_base(revs: Revisions, status: Status) -> Base:
+    """The newest revision, unless it failed and an older one serves: then the serving one."""
+    newest = revs.current()
+    state = newest_deployment(status)
+    if newest is None:
+        return Base(None)
+    serving = status.serving_revision
+    if state is not None and state.failed and 0 < serving != newest.revision:
+        found = next((r for r in revs.revisions if r.revision == serving), None)
+        if found is not None:
+            return Base(found, serving=True, newest=state, skipped=True)
+    return Base(newest, serving=newest.revision == serving, newest=state)
+
+
+def describe_base(base: Base) -> str:
+    """'from serving revision 11', 'from revision 13, the newest; nothing serves yet', ..."""
+    if base.revision is None:
+        return "first deploy, from the defaults"
+    if base.serving:
+        return f"from serving revision {base.number}"
+    if base.newest is not None and base.newest.failed:
+        return f"from revision {base.number}, the newest, which failed; nothing serves yet"
+    return f"from revision {base.number}, the newest"
+
+
+def base_note(base: Base) -> str | None:
+    """A line about the newest revision's failure when the base is not it (else None)."""
+    newest = base.newest
+    if not base.skipped or newest is None:
+        return None
+    reason = f": {newest.reason}" if newest.reason else ""
+    return (
+        f"revision {newest.revision} (the newest) failed{reason}; "
+        f"building on serving revision {base.number} instead"
+    )
+
+
 def user_environment(rev: Revision, context_root: str) -> list[EnvVar]:
     """The revision's environment without the variables the platform injected."""
     return [
@@ -41,6 +96,13 @@ def user_environment(rev: Revision, context_root: str) -> list[EnvVar]:
         if not (e.name == "CONTEXT_ROOT" and e.value == context_root)
         and not (e.name == "PORT" and e.value == str(rev.container_port))
     ]
+
+
+def unset_but_missing(base: Base, changes: Changes, context_root: str) -> list[str]:
+    """The variables `changes` would unset that the base revision does not have."""
+    rev = base.revision
+    have = {e.name for e in user_environment(rev, context_root)} if rev is not None else set()
+    return [name for name in changes.unset if name not in have]
 
 
 def next_definition(
@@ -100,7 +162,7 @@ def _tag_of(image: str) -> str:
 def describe_changes(
     current: Revision | None, new: ServiceDefinition, context_root: str
 ) -> list[str]:
-    """Human lines saying what differs between the current revision and `new`."""
+    """Human lines saying what differs between the base revision `current` and `new`."""
     if current is None:
         return ["first deploy"]
     old = next_definition(current, Changes(), context_root)

@@ -25,7 +25,9 @@ class ApiError(ServicectlError):
 
 
 class BadRequest(ApiError):
-    """400: the request broke a rule; the message names the field and the rule."""
+    """400 (or 413): the request broke a rule; the message names the field and the rule.
+
+    The CLI exits 2 for these, as for its own argument errors: the input was wrong."""
 
 
 class AuthenticationFailed(ApiError):
@@ -46,6 +48,7 @@ class Unavailable(ApiError):
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
+    413: BadRequest,
     403: AuthenticationFailed,
     404: NotFound,
     405: AlreadyExists,

@@ -2,11 +2,13 @@
 
 The API closes follows with 1001 when it restarts and asks clients to come
 back; a network break looks the same. The feed is opened again (with backoff,
-for up to `RECONNECT_FOR_S`) with a backlog of `resume_tail` messages, and
-what was printed already is recognised by its key — a log line by its task and
-line number, an event by its time, type and message — so nothing is printed
-twice. Lines written while disconnected that fall outside the backlog are
-lost; the user is told that the feed reconnected.
+for up to `RECONNECT_FOR_S`) right after the last item printed (its stored
+position, `after=`), so what was written meanwhile follows in order and nothing
+older comes again. From an API that does not say where its items are stored,
+a backlog of `resume_tail` messages is asked for instead, and what was printed
+already is recognised by its key — a log line by its task and line number, an
+event by its time, type and message. The user is told that the feed
+reconnected.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ class Seen:
         return True
 
 
+OpenFeed = Callable[[int, str | None], Awaitable[Feed[T]]]  # (backlog, after) -> feed
+
+
 async def _reopen(
-    ctx: Context, open_feed: Callable[[int], Awaitable[Feed[T]]], tail: int, why: str
+    ctx: Context, open_feed: OpenFeed[T], tail: int, after: str | None, why: str
 ) -> Feed[T]:
     ctx.progress(f"({why}; reconnecting)")
     loop = asyncio.get_running_loop()
@@ -55,7 +60,7 @@ async def _reopen(
     while True:
         await asyncio.sleep(delay)
         try:
-            feed = await open_feed(tail)
+            feed = await open_feed(tail, after)
         except ConnectionFailed:
             if loop.time() + delay > give_up:
                 raise
@@ -67,25 +72,31 @@ async def _reopen(
 
 async def print_follow(
     ctx: Context,
-    open_feed: Callable[[int], Awaitable[Feed[T]]],
+    open_feed: OpenFeed[T],
     tail: int,
     resume_tail: int,
     key: Callable[[T], Hashable],
     show: Callable[[T], str],
+    position: Callable[[T], str | None] = lambda _item: None,
 ) -> int:
-    """Print items until the server ends the feed (a deleted service ends it: exit 0)."""
+    """Print items until the server ends the feed (a deleted service ends it: exit 0).
+
+    `position` gives an item's stored position ("<seq>" or "<seq>:<n>"), if the
+    API sent one: a reconnect resumes right after the last item printed."""
     seen = Seen()
-    feed = await open_feed(tail)
+    last: str | None = None
+    feed = await open_feed(tail, None)
     try:
         while True:
             try:
                 for item in await feed.receive():
                     if seen.add(key(item)):
                         ctx.say(show(item))
+                        last = position(item) or last
             except ConnectionFailed as err:
                 await feed.close()
                 try:
-                    feed = await _reopen(ctx, open_feed, resume_tail, str(err))
+                    feed = await _reopen(ctx, open_feed, resume_tail, last, str(err))
                 except NotFound as gone:
                     raise FeedEnded(gone.message, 4404) from None
     except FeedEnded as err:

@@ -36,6 +36,22 @@ class TokenInfo(Wire, frozen=True, kw_only=True):
     expires_at: str = ""
 
 
+class NatsHistory(Wire, frozen=True, kw_only=True):
+    stream: str
+    consumer: str
+    filter: str
+
+
+class NatsDetails(Wire, frozen=True, kw_only=True):
+    """How to follow the project on NATS (`GET /auth/nats`)."""
+
+    url: str
+    inbox_prefix: str
+    expires_at: str = ""
+    live: dict[str, str] = {}
+    history: dict[str, NatsHistory] = {}
+
+
 # ---------------------------------------------------------------- services
 class Link(Wire, frozen=True, kw_only=True):
     href: str
@@ -58,8 +74,14 @@ class ServiceSummary(Wire, frozen=True, kw_only=True):
 
     @property
     def context_root(self) -> str:
-        """The path the service must listen under (the path of its URL)."""
-        return urlsplit(self.url).path if self.url else ""
+        """The path the service must listen under: `/<project>-<name>`, the last part of its URL.
+
+        Only the last path segment counts: a gateway published under a prefix
+        (`https://example.org/apps/demo-web`) still gives its services
+        CONTEXT_ROOT `/demo-web`.
+        """
+        path = urlsplit(self.url).path.rstrip("/") if self.url else ""
+        return "/" + path.rsplit("/", 1)[-1] if path else ""
 
 
 class HealthCheck(Wire, frozen=True, kw_only=True):
@@ -179,6 +201,7 @@ class Event(Wire, frozen=True, kw_only=True):
     rolled_back_to: int = 0
     last_lines: list[str] = []
     task: str = ""
+    seq: int = 0  # where it is stored (live events only): a follow resumes `after=<seq>`
 
 
 class Status(Wire, frozen=True, kw_only=True):
@@ -219,6 +242,7 @@ class LogEvent(Wire, frozen=True, kw_only=True):
     time: str = ""
     message: str = ""
     stream: str = ""  # stdout or stderr
+    n: int = 0  # the line's number within its task (0: not sent)
 
 
 class LogStream(Wire, frozen=True, kw_only=True):
@@ -240,6 +264,7 @@ class LogLine(Wire, frozen=True, kw_only=True):
     task: str = ""
     stream: str = ""  # stdout or stderr
     n: int = 0  # the line's number within its task
+    seq: int = 0  # where it is stored: a follow resumes `after=<seq>:<n>`
     line: str = ""  # older name of `message`
     stream_name: str = ""  # older name of `task`
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from servicectl.models import (
+    EnvVar,
     Event,
+    LogEvent,
     LogStream,
     Revisions,
     ServiceSummary,
     ServiceView,
     Status,
+    Task,
 )
+from servicectl.states import NOT_SERVING, PENDING, ServiceState, in_cli_words, service_state
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], gap: int = 2) -> str:
@@ -50,44 +54,81 @@ def clock(iso: str) -> str:
 
 
 def services_table(services: Sequence[ServiceSummary], views: dict[str, ServiceView]) -> str:
-    rows = []
+    """The `ls` table, then a line for each service whose newest revision failed."""
+    rows: list[list[object]] = []
+    notes = []
     for s in services:
         view = views.get(s.name)
-        st = view.status if view else None
+        if view is None:
+            rows.append([s.name, "?", "?", "?", "?", "?", s.url])
+            continue
+        st = view.status
+        state = service_state(st)
+        newest = state.newest
         rows.append(
             [
                 s.name,
-                st.service_status if st else "?",
-                (st.revision or "-") if st else "?",
-                f"{st.count_running}/{st.count_desired}" if st else "?",
+                state.word,
+                st.revision or "-",
+                st.serving_revision or "-",
+                newest.status if newest else "-",
+                f"{st.count_running}/{st.count_desired}",
                 s.url,
             ]
         )
-    return table(["NAME", "STATUS", "REVISION", "RUNNING", "URL"], rows)
+        if newest is not None and newest.failed:
+            notes.append(f"{s.name}: {failure_line(state, s.name)}")
+    text = table(["NAME", "STATUS", "REVISION", "SERVING", "DEPLOY", "RUNNING", "URL"], rows)
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def failure_line(state: ServiceState, name: str) -> str:
+    """'revision 13 failed: <reason>; revision 11 serves' (or 'nothing serves')."""
+    newest = state.newest
+    assert newest is not None
+    reason = f": {in_cli_words(newest.reason, name)}" if newest.reason else ""
+    serves = f"revision {state.serving_revision} serves" if state.serving else "nothing serves"
+    return f"revision {newest.revision} failed{reason}; {serves}"
 
 
 def _memory(reservation: int, limit: int) -> str:
     return f"{reservation}-{limit} MB" if reservation or limit else "-"
 
 
-def status_report(view: ServiceView, events: int = 10) -> str:
-    st: Status = view.status
-    th = st.target_health
+def _state_lines(view: ServiceView) -> list[str]:
+    st = view.status
+    state = service_state(st)
     lines = [
-        f"Service   {view.name} ({st.service_status or 'unknown'})",
+        f"Service   {view.name} ({state.word if st.service_status else 'unknown'})",
         f"URL       {view.url or '-'}",
     ]
     if st.revision == 0:
         lines.append(
-            "Revision  none yet: push an image (servicectl push) and deploy it (servicectl deploy)"
+            f"Revision  none yet: push an image (servicectl push {view.name} DIR --tag T) and "
+            f"deploy it (servicectl deploy {view.name} --tag T)"
         )
-    else:
-        serving = st.serving_revision or "none"
-        lines.append(f"Revision  {st.revision} (serving: {serving})")
-    if st.deployment is not None:
-        d = st.deployment
-        reason = f": {d.reason}" if d.reason else ""
-        lines.append(f"Deploy    revision {d.revision} {d.status}{reason}")
+        return lines
+    lines.append(f"Revision  {st.revision} (serving: {st.serving_revision or 'none'})")
+    newest = state.newest
+    if newest is not None:
+        reason = f": {in_cli_words(newest.reason, view.name)}" if newest.reason else ""
+        taken_up = st.deployment is not None and st.deployment.revision == newest.revision
+        waiting = " (waiting for the deployer)" if newest.status == PENDING and not taken_up else ""
+        lines.append(f"Deploy    revision {newest.revision} {newest.status}{reason}{waiting}")
+        if newest.failed and state.serving:
+            lines.append(
+                f"          revision {state.serving_revision} keeps serving "
+                f"(servicectl rollback {view.name} makes its definition the newest again)"
+            )
+    if state.word == NOT_SERVING:
+        lines.append("Serving   nothing: requests to the URL fail until a revision deploys")
+    return lines
+
+
+def status_report(view: ServiceView, events: int = 10) -> str:
+    st: Status = view.status
+    th = st.target_health
+    lines = _state_lines(view)
     lines.append(
         f"Tasks     {st.count_desired} desired, {st.count_running} running, "
         f"{st.count_pending} pending, {st.restarts} restarts"
@@ -101,14 +142,11 @@ def status_report(view: ServiceView, events: int = 10) -> str:
         rows = []
         for t in st.tasks:
             td = t.task_definition
-            state = t.last_status
-            if t.exit_code is not None:
-                state += f" (exit {t.exit_code})"
             rows.append(
                 [
                     t.task_name,
                     td.revision,
-                    state,
+                    task_state(t),
                     t.health,
                     _memory(td.container_memory_reservation, td.container_memory_limit),
                     td.container_port or "-",
@@ -128,6 +166,30 @@ def status_report(view: ServiceView, events: int = 10) -> str:
         lines += ["", f"Last {len(shown)} events (oldest first):"]
         lines += [event_line(e) for e in reversed(shown)]
     return "\n".join(lines)
+
+
+def task_state(t: Task) -> str:
+    return t.last_status + (f" (exit {t.exit_code})" if t.exit_code is not None else "")
+
+
+def task_line(t: Task) -> str:
+    """One task in a scale's progress: 'task 4-1e26dea1 (revision 4) RUNNING, healthy'."""
+    health = f", {t.health}" if t.health else ""
+    return f"task {t.task_name} (revision {t.task_definition.revision}) {task_state(t)}{health}"
+
+
+def env_value(value: str, show: bool) -> str:
+    """The value as an env file line takes it back (quoted when needed), or masked."""
+    if not show:
+        n = len(value)
+        return f"*** ({n} character{'' if n == 1 else 's'})" if value else "(empty)"
+    if value != value.strip() or value[:1] in ("'", '"'):
+        return f'"{value}"'  # the env file format removes exactly one pair of quotes
+    return value
+
+
+def env_lines(env: Sequence[EnvVar], show: bool) -> list[str]:
+    return [f"{e.name}={env_value(e.value, show)}" for e in env]
 
 
 def revisions_table(revs: Revisions, serving: int = 0, show_env: bool = False) -> str:
@@ -174,12 +236,17 @@ def log_line(time: str, source: str, text: str) -> str:
     return f"{prefix}[{source}] {text}" if source else f"{prefix}{text}"
 
 
-def log_streams(streams: Sequence[LogStream]) -> list[str]:
-    """Lines of several streams, merged in time order (the API's order within a stream)."""
+def merged_log_events(streams: Sequence[LogStream]) -> list[tuple[str, str, LogEvent]]:
+    """(time, stream name, line) of several streams, in time order (the API's within one)."""
     tagged = [
-        (ev.time, i, j, stream.stream_name, ev.message)
+        (ev.time, i, j, stream.stream_name, ev)
         for i, stream in enumerate(streams)
         for j, ev in enumerate(stream.log_events)
     ]
     tagged.sort(key=lambda t: (t[0], t[1], t[2]))
-    return [log_line(time, name, message) for time, _, _, name, message in tagged]
+    return [(time, name, ev) for time, _, _, name, ev in tagged]
+
+
+def log_streams(streams: Sequence[LogStream]) -> list[str]:
+    """Lines of several streams, merged in time order (the API's order within a stream)."""
+    return [log_line(t, name, ev.message) for t, name, ev in merged_log_events(streams)]

@@ -1,11 +1,13 @@
-"""Deciding when a deploy has ended, from live events and status snapshots. Pure, no I/O.
+"""Deciding when a deploy has ended, from status snapshots; events only show progress. Pure.
 
-A deploy of revision N ends when the platform says so: the event
-`deployment.completed` (or the status view's deployment COMPLETED) for N
-means N serves; `deployment.failed` (or FAILED) for N means it does not,
-and says why. A newer revision arriving first means N was superseded.
-`DeployWatch` is fed whatever the CLI receives (websocket events, polled
-status views) and also tells which polled events are new, for the display.
+A deploy of revision N ends when the stored state says so: the status view's
+deployment COMPLETED for N means N serves; FAILED means it does not, and
+says why; a newer revision in the record means N was superseded. Events
+(`deployment.completed`, `deployment.failed`, `service.updated`) only make
+the CLI look at the status at once, and a failure event lends its last
+output lines to the message: an event alone never decides, since events are
+news, not state. `DeployWatch` also tells which polled events are new, for
+the display.
 """
 
 from __future__ import annotations
@@ -38,7 +40,25 @@ class DeployWatch:
     def __init__(self, revision: int, seen: Iterable[Event] = ()) -> None:
         self.revision = revision
         self._seen: set[EventKey] = {event_key(e) for e in seen}
+        self._details: Event | None = None  # the failure event of N, for its last lines
         self.outcome: Outcome | None = None
+
+    def failure_details(self, event: Event) -> None:
+        """Lend a failure event's last lines to an outcome already decided by the status."""
+        if (
+            self.outcome is not None
+            and not self.outcome.ok
+            and event.type == "deployment.failed"
+            and event.revision == self.revision
+            and event.last_lines
+        ):
+            self.outcome = Outcome(
+                self.outcome.revision,
+                False,
+                reason=self.outcome.reason,
+                last_lines=tuple(event.last_lines),
+                rolled_back_to=self.outcome.rolled_back_to,
+            )
 
     def is_new(self, event: Event) -> bool:
         """True the first time an event is offered (by key); events seen before start are old."""
@@ -52,24 +72,18 @@ class DeployWatch:
         """Events of a polled status view not offered before, oldest first."""
         return [e for e in reversed(status.events) if self.is_new(e)]
 
-    def on_event(self, event: Event) -> Outcome | None:
-        """A live event; the deploy's own end event wins over what a status view said."""
+    def on_event(self, event: Event) -> bool:
+        """A live event; True if it may end the deploy (look at the status now)."""
         n = self.revision
+        if event.type == "deployment.failed" and event.revision == n:
+            self._details = event
+            return True
         if event.type == "deployment.completed" and event.revision == n:
-            self.outcome = Outcome(n, True)
-        elif event.type == "deployment.failed" and event.revision == n:
-            self.outcome = Outcome(
-                n,
-                False,
-                reason=event.reason or event.message,
-                last_lines=tuple(event.last_lines),
-                rolled_back_to=event.rolled_back_to,
-            )
-        elif event.type == "service.updated" and event.revision > n and self.outcome is None:
-            self.outcome = Outcome(n, False, superseded_by=event.revision)
-        return self.outcome
+            return True
+        return event.type == "service.updated" and event.revision > n
 
     def on_status(self, status: Status) -> Outcome | None:
+        """A status view: the outcome once the stored deployment state of N has one."""
         n = self.revision
         if self.outcome is not None:
             return self.outcome
@@ -79,10 +93,12 @@ class DeployWatch:
                 self.outcome = Outcome(n, True)
             elif d.status == "FAILED":
                 serving = status.serving_revision if status.serving_revision != n else 0
+                details = self._details
                 self.outcome = Outcome(
                     n,
                     False,
                     reason=d.reason or "the deployment failed",
+                    last_lines=tuple(details.last_lines) if details else (),
                     rolled_back_to=serving,
                 )
         elif status.revision > n:

@@ -7,8 +7,12 @@ subject, purge a stream's messages, read stored messages (`Bus.streams`) and use
 the KV buckets (`Bus.kv`, through `shared.kv`). Library errors become the
 platform's own (`BusError`, `Conflict`, `Missing` from `shared.errors`).
 
-`connect` retries with backoff and declares every stream and bucket, so it is
-also the one place that knows how they are configured.
+`connect` logs in as one of the platform's NATS identities (`shared.natsconf`)
+with its password from the data dir and its private reply-inbox prefix,
+retries with backoff, and declares every stream and bucket when the identity
+may (the api, operators' tools) or waits until they exist: it is also the one
+place that knows how they are configured. `connect_control` gives the api
+the two connections of its auth callout (AUTH and SYS accounts).
 """
 
 from __future__ import annotations
@@ -26,9 +30,17 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
 
-from shared import names
+from shared import names, natsconf, natsserver
 from shared.errors import BusError, Conflict, Missing
 from shared.events import Event, encode_event
 from shared.kv import Bucket
@@ -56,6 +68,7 @@ class Buckets:
     gateway: Bucket
     registry_creds: Bucket
     log_cursors: Bucket
+    paths: Bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +203,24 @@ class Bus:
         except _ERRORS as err:
             raise BusError(f"NATS: cannot purge {subject} from {stream}: {err}") from err
 
+    async def ensure_session_consumer(
+        self, stream: str, name: str, filter_subject: str, inactive_s: float
+    ) -> None:
+        """A pull consumer for one end user's session (no acks, from the first message on).
+
+        Made again with the same configuration, it is left as it is."""
+        config = ConsumerConfig(
+            name=name,
+            filter_subject=filter_subject,
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=inactive_s,
+        )
+        try:
+            await self.js.add_consumer(stream, config)
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot make consumer {name} on {stream}: {err}") from err
+
     # ------------------------------------------------------------ subscribing
     async def subscribe(self, subject: str, on_message: OnMessage) -> Subscription:
         """Call `on_message(subject, data)` for every message published on `subject`."""
@@ -225,6 +256,7 @@ def bucket_configs() -> list[KeyValueConfig]:
         _bucket(names.BUCKET_GATEWAY),
         _bucket(names.BUCKET_REGISTRY_CREDS),
         _bucket(names.BUCKET_LOG_CURSORS),
+        _bucket(names.BUCKET_PATHS),
     ]
 
 
@@ -253,20 +285,33 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     ]
 
 
-async def ensure_resources(nc: NATS, js: JetStreamContext, settings: Settings) -> Buckets:
-    """Create the streams and buckets if missing; update limits that changed."""
-    for cfg in stream_configs(settings):
-        try:
-            await js.add_stream(cfg)
-        except nats.js.errors.BadRequestError:
-            # exists with a different configuration: bring the limits up to date
-            await js.update_stream(cfg)
+async def ensure_resources(
+    nc: NATS, js: JetStreamContext, settings: Settings, *, identity: str
+) -> Buckets:
+    """Bind the buckets. An identity that may declare them first creates the streams and
+    buckets if missing and updates limits that changed; for another, a missing bucket
+    it uses is an error (`connect` retries until the api made it)."""
+    declare = identity in _DECLARES
+    uses = natsconf.buckets_of(identity)
+    if declare:
+        for cfg in stream_configs(settings):
+            try:
+                await js.add_stream(cfg)
+            except nats.js.errors.BadRequestError:
+                # exists with a different configuration: bring the limits up to date
+                await js.update_stream(cfg)
     reader = StreamReader(nc, js)
     handles: dict[str, Bucket] = {}
     for kv_cfg in bucket_configs():
+        if kv_cfg.bucket not in uses and not declare:
+            # not this identity's: a handle without a look-up (using it is refused)
+            handles[kv_cfg.bucket] = Bucket(kv_cfg.bucket, _unbound(js, kv_cfg.bucket), reader)
+            continue
         try:
             handle = await js.key_value(kv_cfg.bucket)
         except nats.js.errors.BucketNotFoundError:
+            if not declare:
+                raise
             handle = await js.create_key_value(kv_cfg)
         handles[kv_cfg.bucket] = Bucket(kv_cfg.bucket, handle, reader)
     return Buckets(
@@ -279,6 +324,87 @@ async def ensure_resources(nc: NATS, js: JetStreamContext, settings: Settings) -
         gateway=handles[names.BUCKET_GATEWAY],
         registry_creds=handles[names.BUCKET_REGISTRY_CREDS],
         log_cursors=handles[names.BUCKET_LOG_CURSORS],
+        paths=handles[names.BUCKET_PATHS],
+    )
+
+
+Handler = Callable[[bytes], Awaitable[bytes | None]]
+
+
+class ControlConnection:
+    """A connection outside the platform's account (the auth callout's AUTH, the server's SYS)."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+
+    async def serve(self, subject: str, handler: Handler) -> None:
+        """Answer every request on `subject` with what `handler` returns (None: no answer)."""
+
+        async def on_request(msg: Msg) -> None:
+            answer = await handler(msg.data)
+            if answer is not None and msg.reply:
+                try:
+                    await msg.respond(answer)
+                except _ERRORS as err:
+                    log.warning("cannot answer on %s: %s", subject, err)
+
+        try:
+            await self._nc.subscribe(subject, cb=on_request)
+        except _ERRORS as err:
+            raise BusError(f"NATS: cannot serve {subject}: {err}") from err
+
+    async def request(self, subject: str, payload: bytes, timeout: float = 2.0) -> bytes:
+        try:
+            msg = await self._nc.request(subject, payload, timeout=timeout)
+        except _ERRORS as err:
+            raise BusError(f"NATS: no answer on {subject}: {err}") from err
+        return bytes(msg.data)
+
+    async def close(self) -> None:
+        try:
+            await self._nc.drain()
+        except _ERRORS:
+            await self._nc.close()
+
+
+async def _open(settings: Settings, identity: str, name: str, **options: Any) -> NATS:
+    nc = await nats.connect(
+        settings.nats_url,
+        name=name,
+        user=identity,
+        password=natsserver.password(settings, identity),
+        inbox_prefix=natsconf.inbox_prefix(identity),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        **options,
+    )
+    return nc
+
+
+async def connect_control(settings: Settings, identity: str, name: str) -> ControlConnection:
+    """Connect as `callout` or `sys` (one attempt; the api's start retries as a whole)."""
+
+    async def on_error(err: Exception) -> None:
+        log.debug("%s: NATS error: %s", name, err)
+
+    try:
+        return ControlConnection(await _open(settings, identity, name, error_cb=on_error))
+    except _ERRORS as err:
+        raise BusError(f"NATS: cannot connect as {identity}: {err}") from err
+
+
+_DECLARES = frozenset({natsconf.API, natsconf.OPERATOR})
+
+
+def _unbound(js: JetStreamContext, bucket: str) -> KeyValue:
+    return KeyValue(
+        name=bucket,
+        stream=names.kv_stream(bucket),
+        pre=names.kv_subject(bucket, ""),
+        js=js,
+        direct=True,
     )
 
 
@@ -286,10 +412,11 @@ async def connect(
     settings: Settings,
     *,
     name: str,
+    identity: str = natsconf.OPERATOR,
     stop: asyncio.Event | None = None,
     max_delay: float = 5.0,
 ) -> Bus:
-    """Connect to NATS and declare resources, retrying with backoff until `stop`."""
+    """Connect as `identity` (resources declared or bound), retrying with backoff until `stop`."""
     delay = 0.2
     bus_holder: list[Bus] = []
 
@@ -310,32 +437,36 @@ async def connect(
 
     while True:
         try:
-            nc = await nats.connect(
-                settings.nats_url,
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=2,
-                allow_reconnect=True,
+            nc = await _open(
+                settings,
+                identity,
+                name,
                 reconnected_cb=on_reconnected,
                 disconnected_cb=on_disconnected,
                 error_cb=on_error,
             )
             js = nc.jetstream(timeout=5)
-            kv = await ensure_resources(nc, js, settings)
+            try:
+                kv = await ensure_resources(nc, js, settings, identity=identity)
+            except BaseException:
+                await nc.close()
+                raise
             bus = Bus(nc=nc, js=js, kv=kv, streams=kv.users.reader)
             bus_holder.append(bus)
             return bus
         except (TimeoutError, nats.errors.Error, OSError) as err:
             if stop is not None and stop.is_set():
                 raise BusError(f"stopped while connecting to NATS: {err}") from err
-            log.warning(
-                "%s: NATS at %s not ready (%s); retrying in %.1fs",
-                name,
-                settings.nats_url,
-                err or type(err).__name__,
-                delay,
-            )
+            if isinstance(err, nats.js.errors.BucketNotFoundError):
+                log.info("%s: waiting for the api to make the buckets; again in %.1fs", name, delay)
+            else:
+                log.warning(
+                    "%s: NATS at %s not ready (%s); retrying in %.1fs",
+                    name,
+                    settings.nats_url,
+                    err or type(err).__name__,
+                    delay,
+                )
             if stop is not None:
                 try:
                     await asyncio.wait_for(stop.wait(), delay)

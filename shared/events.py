@@ -42,6 +42,17 @@ class ServiceWarning(Event, tag="service.warning", frozen=True, kw_only=True):
     revision: int = 0
 
 
+class ServiceScaled(Event, tag="service.scaled", frozen=True, kw_only=True):
+    count: int
+    previous: int
+
+
+class HealthCheckChanged(Event, tag="service.health_check_changed", frozen=True, kw_only=True):
+    path: str
+    status_codes: str
+    interval: int
+
+
 # ---------------------------------------------------------------- deployment
 class DeploymentStarted(Event, tag="deployment.started", frozen=True, kw_only=True):
     revision: int
@@ -128,6 +139,8 @@ AnyEvent = (
     | ServiceDeleting
     | ServiceDeleted
     | ServiceWarning
+    | ServiceScaled
+    | HealthCheckChanged
     | DeploymentStarted
     | DeploymentPending
     | DeploymentCompleted

@@ -88,6 +88,18 @@ class ServiceRecord(Record, frozen=True, kw_only=True):
     revision: int = 0
     definition: TaskDefinition | None = None
     deleting: bool = False
+    count: int = 1  # tasks wanted (0: none, the service stays)
+
+
+class PathClaim(Record, frozen=True, kw_only=True):
+    """Which service owns a deployment path `/<project>-<service>`, across all projects.
+
+    Project names may contain '-', so `red1-ab` + `c` and `red1` + `ab-c` would
+    share `/red1-ab-c`: the paths bucket lets only the first take it."""
+
+    project: str
+    service: str
+    service_uid: str
 
 
 # ---------------------------------------------------------------- observed state
@@ -109,6 +121,8 @@ class TaskState(Record, frozen=True, kw_only=True):
     host_port: int | None = None
     exit_code: int | None = None
     stopped_reason: str = ""
+    # when the task's health clock started (its deploy deadline counts from it)
+    started_at: float = 0.0
 
 
 class DeploymentState(Record, frozen=True, kw_only=True):

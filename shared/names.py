@@ -7,6 +7,7 @@ writers cannot disagree. This module does no I/O.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 # ---------------------------------------------------------------- KV buckets
@@ -19,6 +20,7 @@ BUCKET_ROUTES: Final = "servicectl_routes"
 BUCKET_GATEWAY: Final = "servicectl_gateway"
 BUCKET_REGISTRY_CREDS: Final = "servicectl_registry_creds"
 BUCKET_LOG_CURSORS: Final = "servicectl_log_cursors"
+BUCKET_PATHS: Final = "servicectl_paths"  # deployment path -> the service that owns it
 
 # ---------------------------------------------------------------- streams
 STREAM_EVENTS: Final = "SERVICECTL_EVENTS"
@@ -162,6 +164,20 @@ LABEL_MEMORY_LIMIT: Final = f"{LABEL_PREFIX}.memory-limit-mb"
 LABEL_CONTAINER_PORT: Final = f"{LABEL_PREFIX}.container-port"
 
 
+def project_network(instance: str, project: str) -> str:
+    """The Docker network that a project's tasks share (and no other project's)."""
+    return f"servicectl-{instance}-{project}"
+
+
+TASK_BRIDGE_PREFIX: Final = "sctl"
+
+
+def project_bridge(instance: str, project: str) -> str:
+    """The Linux bridge of a project's network: `sctl` + a hash (interface names <= 15)."""
+    digest = hashlib.sha256(f"{instance}/{project}".encode()).hexdigest()[:11]
+    return f"{TASK_BRIDGE_PREFIX}{digest}"
+
+
 def container_name(instance: str, project: str, service: str, task: str) -> str:
     return f"servicectl-{instance}-{project}-{service}-{task}"
 
@@ -180,19 +196,8 @@ def deployment_path(project: str, service: str) -> str:
     return f"/{project}-{service}"
 
 
-# ---------------------------------------------------------------- caddy
-CADDY_SERVER: Final = "gateway"
-CADDY_NOT_FOUND_ID: Final = "route-not-found"
-CADDY_NOTFOUND_SERVER: Final = "fallback-not-found"
-CADDY_UNAVAILABLE_SERVER: Final = "fallback-unavailable"
-
-# ---------------------------------------------------------------- gateway DNS
-DNS_SERVICE_SUFFIX: Final = ".svc.servicectl."
-DNS_TARGET: Final = "localhost."
-
-
-def dns_service_label(project: str, service: str) -> str:
-    """The first path segment of a service's URLs, which is also its DNS label."""
+def path_key(project: str, service: str) -> str:
+    """KV key of a deployment path in the paths bucket (unique across projects)."""
     return f"{project}-{service}"
 
 

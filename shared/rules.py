@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from shared.models import EnvVar, HealthCheck
 
@@ -100,7 +101,9 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def check_memory(reservation: int, limit: int, max_mb: int) -> None:
+def check_memory(
+    reservation: int, limit: int, max_mb: int, max_reservation_mb: int | None = None
+) -> None:
     if reservation < MIN_MEMORY_RESERVATION_MB:
         raise RuleViolation(
             f"memory-reservation must be at least {MIN_MEMORY_RESERVATION_MB} (MB), "
@@ -111,7 +114,15 @@ def check_memory(reservation: int, limit: int, max_mb: int) -> None:
             f"memory-limit must be at least {MIN_MEMORY_LIMIT_MB} (MB), got {limit}"
         )
     if limit > max_mb:
-        raise RuleViolation(f"memory-limit must be at most {max_mb} (MB), got {limit}")
+        raise RuleViolation(
+            f"memory-limit must be at most {max_mb} (MB, the memory of the largest host), "
+            f"got {limit}"
+        )
+    if max_reservation_mb is not None and reservation > max_reservation_mb:
+        raise RuleViolation(
+            f"memory-reservation of {reservation} MB can never be placed: no host has more "
+            f"than {max_reservation_mb} MB to reserve; ask for at most {max_reservation_mb}"
+        )
     if limit < reservation:
         raise RuleViolation(
             f"memory-limit ({limit}) must be greater than or equal to "
@@ -195,8 +206,12 @@ def check_health_check(hc: HealthCheck) -> HealthCheck:
             "health_check.rel_path may contain only URL path characters (no spaces, "
             "'?', '#' or control characters)"
         )
-    if any(seg in ("..", ".") for seg in path.split("/")):
-        raise RuleViolation("health_check.rel_path must not contain '.' or '..' segments")
+    decoded = unquote(path)
+    if any(seg in ("..", ".") for seg in decoded.split("/")) or "%2f" in path.lower():
+        raise RuleViolation(
+            "health_check.rel_path must not contain '.' or '..' segments or an encoded '/', "
+            "also percent-encoded (%2e, %2f)"
+        )
     parse_status_codes(hc.status_codes)
     lo, hi = HEALTH_INTERVAL_RANGE
     if not lo <= hc.interval <= hi:
@@ -204,6 +219,23 @@ def check_health_check(hc: HealthCheck) -> HealthCheck:
             f"health_check.interval must be between {lo} and {hi} seconds, got {hc.interval}"
         )
     return hc
+
+
+ROOT_STATUS_CODES = "200-499"  # the service's root: an app may well answer 401 or 403 there
+PATH_STATUS_CODES = "200-399"  # a health path of its own must answer a success
+
+
+def default_status_codes(rel_path: str) -> str:
+    return ROOT_STATUS_CODES if rel_path in ("", "/") else PATH_STATUS_CODES
+
+
+def on_root(hc: HealthCheck | None) -> bool:
+    """The health check requests the deployment path itself (CONTEXT_ROOT)."""
+    return hc is None or hc.rel_path in ("", "/")
+
+
+def health_codes(hc: HealthCheck | None) -> str:
+    return hc.status_codes if hc is not None else ROOT_STATUS_CODES
 
 
 def health_check_path(project: str, service: str, hc: HealthCheck | None) -> str:

@@ -8,7 +8,9 @@ module reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +50,42 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw == "" else raw
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _network(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _str(env, name, default)
+    try:
+        net = ipaddress.ip_network(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an IPv4 network such as 10.213.0.0/16") from None
+    if not isinstance(net, ipaddress.IPv4Network) or not net.is_private:
+        raise SettingsError(f"{name} must be a private IPv4 network, got {raw!r}")
+    return str(net)
+
+
+_CAP = re.compile(r"[A-Z_]{2,32}")
+
+
+def _caps(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    caps = tuple(c.strip().upper().removeprefix("CAP_") for c in raw.split(",") if c.strip())
+    bad = [c for c in caps if not _CAP.fullmatch(c)]
+    if bad:
+        raise SettingsError(f"{name}: {bad[0]!r} is not a capability name such as NET_BIND_SERVICE")
+    return caps
+
+
 def _host_memory_mb() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
@@ -67,6 +105,8 @@ class Settings:
     # a name that tells this platform's Docker objects from any other's
     instance: str = "default"
     nats_url: str = "nats://127.0.0.1:4222"
+    # the NATS address users are told to connect to (with their session token)
+    nats_public_url: str = ""
     docker_url: str = "unix:///var/run/docker.sock"
 
     # api
@@ -76,16 +116,16 @@ class Settings:
     api_public_url: str = "http://127.0.0.1:8080"
     token_ttl_s: int = 12 * 3600
     max_body_bytes: int = 64 * 1024
+    # fair shares between projects
+    max_follows_per_project: int = 200
+    log_reads_per_project: int = 2
 
-    # gateway / caddy
+    # gateway (HAProxy)
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     gateway_public_url: str = "http://127.0.0.1:8000"
-    caddy_admin: str = "127.0.0.1:2019"
-    # the gateway's DNS responder and Caddy's two fallback answers (loopback only)
-    gateway_dns_port: int = 8053
-    gateway_notfound_port: int = 8054
-    gateway_unavailable_port: int = 8055
+    # HAProxy's pool of backends to start with (one per service; grown by a reload)
+    gateway_slots: int = 64
 
     # registry
     registry_addr: str = "127.0.0.1:5000"
@@ -99,6 +139,24 @@ class Settings:
     stop_timeout_s: int = 10
     capacity_mb: int = 4096
     max_memory_mb: int = 65536
+    max_tasks_per_service: int = 10
+
+    # tasks' containment: one network per project with subnets from this pool, and limits
+    task_network_pool: str = "10.213.0.0/16"
+    task_network_prefix: int = 24
+    task_pids_limit: int = 256
+    task_capabilities: tuple[str, ...] = (
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "SETUID",
+        "SETGID",
+        "NET_BIND_SERVICE",
+        "KILL",
+    )
+    task_no_new_privileges: bool = True
+    # refuse new connections from tasks to the host itself (iptables INPUT rule)
+    task_firewall: bool = True
 
     # logs
     log_max_lines_per_task: int = 10_000
@@ -122,18 +180,58 @@ class Settings:
     def deployer_secret_path(self) -> Path:
         return self.keys_dir / "deployer-registry.secret"
 
+    def nats_secret_path(self, identity: str) -> Path:
+        """The password of one of the platform's NATS identities (file mode 0600)."""
+        return self.keys_dir / "nats" / f"{identity}.secret"
+
     @property
-    def gateway_routes_path(self) -> Path:
-        """Where the gateway writes the routes its DNS responder answers from."""
-        return self.data_dir / "run" / "gateway-routes.json"
+    def nats_issuer_seed_path(self) -> Path:
+        """The account nkey seed that signs the user JWTs the auth callout issues."""
+        return self.keys_dir / "nats" / "callout-issuer.seed"
+
+    @property
+    def nats_config_path(self) -> Path:
+        return self.data_dir / "run" / "nats.conf"
+
+    @property
+    def nats_pid_path(self) -> Path:
+        return self.data_dir / "run" / "nats.pid"
+
+    @property
+    def nats_projects_path(self) -> Path:
+        """The projects that have a NATS account (their users may connect)."""
+        return self.data_dir / "nats-projects.json"
+
+    @property
+    def nats_store_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def nats_users_url(self) -> str:
+        return self.nats_public_url or self.nats_url
 
     @property
     def registry_url(self) -> str:
         return f"http://{self.registry_addr}"
 
     @property
-    def caddy_admin_url(self) -> str:
-        return f"http://{self.caddy_admin}"
+    def haproxy_config_path(self) -> Path:
+        return self.data_dir / "run" / "haproxy.cfg"
+
+    @property
+    def haproxy_map_path(self) -> Path:
+        """HAProxy's routes map: first path segment -> backend."""
+        return self.data_dir / "run" / "haproxy-routes.map"
+
+    @property
+    def haproxy_socket_path(self) -> Path:
+        """HAProxy's stats socket (runtime API, admin level; mode 0600)."""
+        return self.data_dir / "run" / "haproxy.sock"
+
+    @property
+    def haproxy_master_socket_path(self) -> Path:
+        """HAProxy's master CLI (reloads; mode 0600)."""
+        return self.data_dir / "run" / "haproxy-master.sock"
 
     @property
     def token_realm(self) -> str:
@@ -152,6 +250,7 @@ class Settings:
             data_dir=Path(_str(env, "SERVICECTL_DATA_DIR", str(d.data_dir))).absolute(),
             instance=_str(env, "SERVICECTL_INSTANCE", d.instance),
             nats_url=_str(env, "SERVICECTL_NATS_URL", d.nats_url),
+            nats_public_url=_str(env, "SERVICECTL_NATS_PUBLIC_URL", ""),
             docker_url=_str(env, "SERVICECTL_DOCKER_URL", d.docker_url),
             api_host=api_host,
             api_port=api_port,
@@ -161,19 +260,18 @@ class Settings:
             ).rstrip("/"),
             token_ttl_s=_int(env, "SERVICECTL_TOKEN_TTL", d.token_ttl_s, 10, 30 * 86400),
             max_body_bytes=_int(env, "SERVICECTL_MAX_BODY", d.max_body_bytes, 1024, 1 << 24),
+            max_follows_per_project=_int(
+                env, "SERVICECTL_MAX_FOLLOWS_PER_PROJECT", d.max_follows_per_project, 1, 100_000
+            ),
+            log_reads_per_project=_int(
+                env, "SERVICECTL_LOG_READS_PER_PROJECT", d.log_reads_per_project, 1, 1000
+            ),
             gateway_host=gw_host,
             gateway_port=gw_port,
             gateway_public_url=_str(
                 env, "SERVICECTL_GATEWAY_PUBLIC_URL", f"http://{gw_host}:{gw_port}"
             ).rstrip("/"),
-            caddy_admin=_str(env, "SERVICECTL_CADDY_ADMIN", d.caddy_admin),
-            gateway_dns_port=_int(env, "SERVICECTL_GATEWAY_DNS_PORT", d.gateway_dns_port, 1, 65535),
-            gateway_notfound_port=_int(
-                env, "SERVICECTL_GATEWAY_NOTFOUND_PORT", d.gateway_notfound_port, 1, 65535
-            ),
-            gateway_unavailable_port=_int(
-                env, "SERVICECTL_GATEWAY_UNAVAILABLE_PORT", d.gateway_unavailable_port, 1, 65535
-            ),
+            gateway_slots=_int(env, "SERVICECTL_GATEWAY_SLOTS", d.gateway_slots, 1, 50_000),
             registry_addr=_str(env, "SERVICECTL_REGISTRY_ADDR", d.registry_addr),
             docker_cred_ttl_s=_int(
                 env, "SERVICECTL_DOCKER_CRED_TTL", d.docker_cred_ttl_s, 10, 30 * 86400
@@ -192,7 +290,20 @@ class Settings:
             ),
             stop_timeout_s=_int(env, "SERVICECTL_STOP_TIMEOUT", d.stop_timeout_s, 0, 600),
             capacity_mb=_int(env, "SERVICECTL_CAPACITY_MB", max(256, host_mb - 1024), 16, 1 << 30),
-            max_memory_mb=_int(env, "SERVICECTL_MAX_MEMORY_MB", d.max_memory_mb, 16, 1 << 30),
+            max_memory_mb=_int(env, "SERVICECTL_MAX_MEMORY_MB", host_mb, 16, 1 << 30),
+            max_tasks_per_service=_int(
+                env, "SERVICECTL_MAX_TASKS_PER_SERVICE", d.max_tasks_per_service, 1, 1000
+            ),
+            task_network_pool=_network(env, "SERVICECTL_TASK_NETWORK_POOL", d.task_network_pool),
+            task_network_prefix=_int(
+                env, "SERVICECTL_TASK_NETWORK_PREFIX", d.task_network_prefix, 16, 29
+            ),
+            task_pids_limit=_int(env, "SERVICECTL_TASK_PIDS_LIMIT", d.task_pids_limit, 16, 1 << 22),
+            task_capabilities=_caps(env, "SERVICECTL_TASK_CAPABILITIES", d.task_capabilities),
+            task_no_new_privileges=_bool(
+                env, "SERVICECTL_TASK_NO_NEW_PRIVILEGES", d.task_no_new_privileges
+            ),
+            task_firewall=_bool(env, "SERVICECTL_TASK_FIREWALL", d.task_firewall),
             log_max_lines_per_task=_int(
                 env, "SERVICECTL_LOG_MAX_LINES", d.log_max_lines_per_task, 10, 10_000_000
             ),

@@ -1,4 +1,4 @@
-"""Start the platform's real servers for tests: nats-server, registry, Caddy, our services.
+"""Start the platform's real servers for tests: nats-server, registry, HAProxy, our services.
 
 Each `Stack` gets random loopback ports, its own data dir and its own instance
 label, so stacks never see each other's state or containers. Processes are
@@ -23,8 +23,9 @@ from pathlib import Path
 import requests
 
 from deploy import configs, keys
+from services.gateway import haproxy_config
 from shared import bus as busmod
-from shared import names
+from shared import names, natsserver
 from shared.bus import Bus
 from shared.settings import Settings
 
@@ -81,7 +82,8 @@ class Proc:
 
     def start(self, timeout: float = 30.0) -> None:
         assert not self.alive(), f"{self.name} already running"
-        log = open(self.log_path, "ab")
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
         log.write(f"\n=== start {self.name}: {' '.join(self.argv)}\n".encode())
         log.flush()
         self.popen = subprocess.Popen(
@@ -170,7 +172,7 @@ def _logged_since_start(proc_holder: dict[str, Proc], name: str, marker: str) ->
 class Stack:
     """One platform: its ports, data dir, settings and processes."""
 
-    COMPONENTS = ("nats", "registry", "dns", "caddy", "api", "deployer", "logs", "gateway")
+    COMPONENTS = ("nats", "registry", "haproxy", "api", "deployer", "logs", "gateway")
 
     def __init__(self, base: Path, extra_env: dict[str, str] | None = None) -> None:
         self.base = base
@@ -179,11 +181,7 @@ class Stack:
             "nats": free_port(),
             "api": free_port(),
             "gateway": free_port(),
-            "caddy": free_port(),
             "registry": free_port(),
-            "dns": free_port(),
-            "notfound": free_port(),
-            "unavailable": free_port(),
         }
         env = {
             "SERVICECTL_DATA_DIR": str(base / "data"),
@@ -192,11 +190,7 @@ class Stack:
             "SERVICECTL_API_PORT": str(self.ports["api"]),
             "SERVICECTL_API_PREFIX": "/servicectl-1",
             "SERVICECTL_GATEWAY_PORT": str(self.ports["gateway"]),
-            "SERVICECTL_CADDY_ADMIN": f"127.0.0.1:{self.ports['caddy']}",
             "SERVICECTL_REGISTRY_ADDR": f"127.0.0.1:{self.ports['registry']}",
-            "SERVICECTL_GATEWAY_DNS_PORT": str(self.ports["dns"]),
-            "SERVICECTL_GATEWAY_NOTFOUND_PORT": str(self.ports["notfound"]),
-            "SERVICECTL_GATEWAY_UNAVAILABLE_PORT": str(self.ports["unavailable"]),
             "SERVICECTL_RECONCILE_INTERVAL": "2",
             "SERVICECTL_DEPLOY_DEADLINE": "8",
             "SERVICECTL_LOG_LEVEL": "DEBUG",
@@ -209,8 +203,9 @@ class Stack:
         (base / "data").mkdir(parents=True, exist_ok=True)
         (base / "logs").mkdir(parents=True, exist_ok=True)
         keys.ensure_all(self.settings)
+        self.nats_config = natsserver.write_config(self.settings)
         self.registry_config = configs.write_registry_config(self.settings)
-        self.caddy_config = configs.write_caddy_config(self.settings)
+        self.haproxy_config = configs.write_haproxy_config(self.settings)
         self.procs: dict[str, Proc] = {}
         self._define()
 
@@ -245,30 +240,15 @@ class Stack:
     # ---------------------------------------------------------------- processes
     def _define(self) -> None:
         logs = self.base / "logs"
-        data = self.settings.data_dir
         py = sys.executable
         p = self.ports
-        caddy_env = {
-            **self.env,
-            "XDG_CONFIG_HOME": str(data / "caddy"),
-            "XDG_DATA_HOME": str(data / "caddy"),
-        }
 
         def http_ok(url: str, statuses: tuple[int, ...] = (200,)) -> Callable[[], bool]:
             return lambda: requests.get(url, timeout=0.5).status_code in statuses
 
         spec: dict[str, tuple[list[str], dict[str, str], Callable[[], bool]]] = {
             "nats": (
-                [
-                    str(VENV_BIN / "nats-server"),
-                    "-a",
-                    "127.0.0.1",
-                    "-p",
-                    str(p["nats"]),
-                    "-js",
-                    "-sd",
-                    str(data / "nats"),
-                ],
+                [str(VENV_BIN / "nats-server"), "-c", str(self.nats_config)],
                 self.env,
                 lambda: port_open(p["nats"]),
             ),
@@ -277,24 +257,23 @@ class Stack:
                 self.env,
                 http_ok(f"http://{self.registry}/v2/", (401,)),
             ),
-            "caddy": (
-                [str(VENV_BIN / "caddy"), "run", "--config", str(self.caddy_config)],
-                caddy_env,
-                lambda: port_open(p["caddy"]) and port_open(p["gateway"]),
+            "haproxy": (
+                haproxy_config.argv(self.settings),
+                self.env,
+                lambda: port_open(p["gateway"]) and self.settings.haproxy_socket_path.exists(),
             ),
             "api": (
                 [py, "-m", "services.api"],
                 self.env,
                 http_ok(f"{self.api_url}/healthz"),
             ),
-            "dns": ([py, "-m", "services.gateway.dns"], self.env, lambda: True),
             "deployer": ([py, "-m", "services.deployer"], self.env, lambda: True),
             "logs": ([py, "-m", "services.logs"], self.env, lambda: True),
             "gateway": ([py, "-m", "services.gateway"], self.env, lambda: True),
         }
         for name, (argv, env, ready) in spec.items():
             self.procs[name] = Proc(name, argv, env, logs / f"{name}.log", ready)
-        for name in ("dns", "deployer", "logs", "gateway"):
+        for name in ("deployer", "logs", "gateway"):
             self.procs[name].ready = _logged_since_start(self.procs, name, " ready")
 
     def start(self, components: tuple[str, ...] = COMPONENTS) -> None:

@@ -18,6 +18,7 @@ import sys
 from services.api import secrets
 from services.api.users import UserDirectory
 from shared import bus as busmod
+from shared import natsserver
 from shared.bus import BusError, Conflict
 from shared.clock import iso_now
 from shared.models import UserRecord
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--project", required=True, help="project the user may log in to")
     sub.add_parser("list-users", help="list users and their projects")
-    rm = sub.add_parser("remove-user", help="delete a user (existing tokens expire on their own)")
+    rm = sub.add_parser("remove-user", help="delete a user and revoke their session tokens")
     rm.add_argument("username")
     return p
 
@@ -64,6 +65,8 @@ async def add_user(settings: Settings, username: str, project: str, password: st
     check_password(password)
     hashed = await asyncio.to_thread(secrets.hash_password, password)
     users = await _connect(settings)
+    # the project's NATS account (a reload keeps connections): its users may connect to NATS
+    natsserver.ensure_project(settings, project)
     try:
         while True:
             found = await users.get(username)
@@ -97,7 +100,14 @@ async def add_user(settings: Settings, username: str, project: str, password: st
                 )
             except Conflict:
                 continue
-            return f"updated user {username}: password changed, projects {', '.join(projects)}"
+            same = await asyncio.to_thread(secrets.verify_password, password, old.password_hash)
+            if same:
+                return f"updated user {username}: projects {', '.join(projects)}"
+            revoked = await users.revoke_tokens(username)
+            return (
+                f"updated user {username}: password changed ({revoked} session tokens revoked), "
+                f"projects {', '.join(projects)}"
+            )
     finally:
         await users.bus.close()
 
@@ -119,9 +129,10 @@ async def remove_user(settings: Settings, username: str) -> str:
         if await users.get(username) is None:
             raise RuleViolation(f"no user named {username!r}")
         await users.remove(username)
+        revoked = await users.revoke_tokens(username)
     finally:
         await users.bus.close()
-    return f"removed user {username}"
+    return f"removed user {username} ({revoked} session tokens revoked)"
 
 
 def main(argv: list[str] | None = None) -> None:

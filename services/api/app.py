@@ -26,12 +26,15 @@ from services.api import (
 from services.api.deletion import Deleter
 from services.api.errors import error_middleware
 from services.api.event_cache import RECENT_EVENTS, EventCache
+from services.api.httpserver import use_json_errors
 from services.api.index import ServiceIndex
 from services.api.keys import (
     BUS,
+    CALLOUT,
     DELETER,
     EVENTS,
     INDEX,
+    LIMITS,
     LISTINGS,
     SETTINGS,
     STOPPING,
@@ -39,13 +42,17 @@ from services.api.keys import (
     TOKENS,
     USERS,
     VIEWS,
+    WAKEUPS,
     ViewHandler,
 )
+from services.api.limits import ProjectLimits, Wakeups
+from services.api.nats_callout import NatsCallout
 from services.api.responses import json_response
 from services.api.store import Store
 from services.api.token_cache import TokenCache
 from services.api.users import UserDirectory
 from shared import bus as busmod
+from shared import natsconf
 from shared.settings import Settings
 from shared.tasks import supervised
 
@@ -62,11 +69,13 @@ def add_routes(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_post(f"{p}/auth/tokens", handlers_auth.create_token)
     router.add_get(f"{p}/auth/tokens/current", handlers_auth.show_token)
     router.add_delete(f"{p}/auth/tokens/current", handlers_auth.revoke_token)
+    router.add_get(f"{p}/auth/nats", handlers_auth.nats_details)
     router.add_get(f"{p}/services", handlers_services.list_services)
     router.add_post(f"{p}/services", handlers_services.create_service)
     router.add_get(f"{p}/services/{{name}}", handlers_services.get_service)
     router.add_put(f"{p}/services/{{name}}", handlers_services.update_service)
     router.add_delete(f"{p}/services/{{name}}", handlers_services.delete_service)
+    router.add_patch(f"{p}/services/{{name}}", handlers_services.patch_service)
     router.add_get(f"{p}/services/{{name}}/revisions", handlers_services.list_revisions)
     router.add_post(f"{p}/services/{{name}}/rollback", handlers_services.rollback_service)
 
@@ -78,9 +87,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ resources
 async def _bus_ctx(app: web.Application) -> AsyncIterator[None]:
-    bus = await busmod.connect(app[SETTINGS], name="servicectl-api", stop=app[STOPPING])
+    bus = await busmod.connect(
+        app[SETTINGS], name="servicectl-api", identity=natsconf.API, stop=app[STOPPING]
+    )
     app[BUS] = bus
     app[USERS] = UserDirectory(bus)
+    settings = app[SETTINGS]
+    app[LIMITS] = ProjectLimits(settings.max_follows_per_project, settings.log_reads_per_project)
+    app[WAKEUPS] = Wakeups(bus)
     try:
         yield
     finally:
@@ -123,7 +137,9 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[STORE] = Store(app[BUS], app[INDEX], app[EVENTS], app[TOKENS])
+    store = Store(app[BUS], app[INDEX], app[EVENTS], app[TOKENS])
+    await store.claim_existing_paths()
+    app[STORE] = store
     yield
 
 
@@ -140,6 +156,27 @@ async def _deleter_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
+
+
+async def _callout_ctx(app: web.Application) -> AsyncIterator[None]:
+    """End users' NATS logins (auth callout) and their revocation."""
+    settings = app[SETTINGS]
+    callout = await busmod.connect_control(settings, natsconf.CALLOUT, "servicectl-api-callout")
+    try:
+        system = await busmod.connect_control(settings, natsconf.SYSTEM, "servicectl-api-sys")
+    except BaseException:
+        await callout.close()
+        raise
+    service = NatsCallout(settings, app[BUS], app[STORE], callout, system)
+    forget = app[TOKENS].on_change(service.revoked)
+    try:
+        await service.start()
+        app[CALLOUT] = service
+        yield
+    finally:
+        forget()
+        await callout.close()
+        await system.close()
 
 
 def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.Application:
@@ -168,6 +205,7 @@ def create_app(settings: Settings, *, stop: asyncio.Event | None = None) -> web.
             _events_ctx,
             _tokens_ctx,
             _store_ctx,
+            _callout_ctx,
             _deleter_ctx,
             handlers_registry.registry_ctx,
         ]
@@ -179,6 +217,7 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     app = create_app(settings, stop=stop)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    use_json_errors(runner)
     site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_address=True)
     await site.start()
     log.info(

@@ -25,9 +25,16 @@ class TokenRequest(Body, frozen=True, kw_only=True):
 
 
 class HealthCheckBody(Body, frozen=True, kw_only=True):
-    rel_path: str
-    status_codes: str
-    interval: int
+    """Fields left out keep their current value (PATCH) or take the default (create)."""
+
+    rel_path: str | msgspec.UnsetType = msgspec.UNSET
+    status_codes: str | msgspec.UnsetType = msgspec.UNSET
+    interval: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class PatchServiceRequest(Body, frozen=True, kw_only=True):
+    health_check: HealthCheckBody | None = None
+    count: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class CreateServiceRequest(Body, frozen=True, kw_only=True):
@@ -70,6 +77,17 @@ def decode_body(cls: type[B], data: bytes) -> B:
     return result
 
 
+async def read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body up to `limit` bytes, however many reads it arrives in (chunked or not)."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await request.content.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
 async def read_body(request: web.Request, cls: type[B], max_bytes: int) -> B:
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
@@ -80,7 +98,7 @@ async def read_body(request: web.Request, cls: type[B], max_bytes: int) -> B:
             f"request body is too large: {request.content_length} bytes, "
             f"at most {max_bytes} are accepted"
         )
-    data = await request.content.read(max_bytes + 1)
+    data = await read_at_most(request, max_bytes + 1)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"request body is too large: more than {max_bytes} bytes")
     if not data.strip():

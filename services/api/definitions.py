@@ -27,7 +27,9 @@ def build_revision(
 ) -> PlannedRevision:
     """Validate `body` and make it revision `record.revision + 1` of the service."""
     check_tag(body.container_tag)
-    check_memory(body.memory_reservation, body.memory_limit, settings.max_memory_mb)
+    check_memory(
+        body.memory_reservation, body.memory_limit, settings.max_memory_mb, settings.capacity_mb
+    )
     check_port(body.container_port)
     env = [EnvVar(name=e.name, value=e.value) for e in body.environment]
     check_environment(env)

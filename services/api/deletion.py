@@ -88,6 +88,7 @@ class Deleter:
         except Conflict:
             return False
         await self.store.purge_history(record.project, record.name)
+        await self.store.release_path(record)
         await self.store.announce(
             ServiceDeleted(
                 project=record.project,

@@ -59,6 +59,10 @@ class UnsupportedMediaType(ApiError):
     status = 415
 
 
+class TooManyRequests(ApiError):
+    status = 429
+
+
 class Unavailable(ApiError):
     status = 503
 

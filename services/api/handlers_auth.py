@@ -9,6 +9,7 @@ from services.api.bodies import TokenRequest, read_body
 from services.api.errors import Unauthorized
 from services.api.keys import SETTINGS, STORE, USERS
 from services.api.responses import json_response
+from shared import names, natsconf
 from shared.clock import iso
 from shared.rules import RuleViolation, check_project, check_username
 
@@ -53,6 +54,36 @@ async def show_token(request: web.Request) -> web.Response:
             "username": principal.username,
             "project": principal.project,
             "expires_at": iso(principal.expires_at),
+        }
+    )
+
+
+async def nats_details(request: web.Request) -> web.Response:
+    """How to follow the caller's project on NATS with their session token."""
+    settings = request.app[SETTINGS]
+    token = auth.token_from_headers(request)
+    principal = await auth.check_token(request.app[STORE], token)
+    project = principal.project
+    sid = natsconf.session_id(token)
+    filters = natsconf.session_consumer_filters(project)
+    return json_response(
+        {
+            "url": settings.nats_users_url,
+            "user": "token: your session token (the same as for this API)",
+            "inbox_prefix": natsconf.session_inbox(token),
+            "expires_at": iso(principal.expires_at),
+            "live": {
+                "events": names.events_of_project(project),
+                "logs": names.logs_of_project(project),
+            },
+            "history": {
+                kind: {"stream": stream, "consumer": sid, "filter": filters[stream]}
+                for kind, stream in (("events", names.STREAM_EVENTS), ("logs", names.STREAM_LOGS))
+            },
+            "last_message": {
+                "events": f"$JS.API.DIRECT.GET.{names.STREAM_EVENTS}.<subject>",
+                "logs": f"$JS.API.DIRECT.GET.{names.STREAM_LOGS}.<subject>",
+            },
         }
     )
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from services.api import auth
 from services.api.errors import BadRequest
-from services.api.keys import BUS
+from services.api.keys import BUS, LIMITS
 from services.api.responses import json_response
 from shared import names, streams
 from shared.bus import Bus
@@ -79,16 +79,19 @@ class LogMessage(msgspec.Struct, frozen=True):
     message: str
     stream: str
     n: int
+    seq: int = 0  # the stream sequence of the line's batch: resume a follow `after=<seq>:<n>`
 
 
 _encode_message = msgspec.json.Encoder().encode
 
 
-def websocket_messages(batch: LogBatch) -> list[str]:
+def websocket_messages(batch: LogBatch, seq: int = 0) -> list[str]:
     """The websocket tail's messages for a batch of lines, one JSON text per line."""
     task = batch.task
     return [
-        _encode_message(LogMessage("log", task, display_time(e.time), e.line, e.stream, n)).decode()
+        _encode_message(
+            LogMessage("log", task, display_time(e.time), e.line, e.stream, n, seq)
+        ).decode()
         for n, e in enumerate(batch.lines, batch.n)
     ]
 
@@ -147,9 +150,10 @@ async def logs_view(
         raise BadRequest(f"tail * streams must be at most {LINES_MAX}, got {tail} * {count}")
     bus = request.app[BUS]
     pattern = names.logs_of_service(record.project, record.name)
-    newest = await bus.streams.newest_per_subject(names.STREAM_LOGS, pattern)
-    chosen = sorted(newest, key=lambda m: m.seq, reverse=True)[:count]
-    found = await asyncio.gather(*(_last_lines(bus, m, tail) for m in chosen))
+    async with request.app[LIMITS].log_read(who.project):
+        newest = await bus.streams.newest_per_subject(names.STREAM_LOGS, pattern)
+        chosen = sorted(newest, key=lambda m: m.seq, reverse=True)[:count]
+        found = await asyncio.gather(*(_last_lines(bus, m, tail) for m in chosen))
     return json_response(
         {
             "logs": [

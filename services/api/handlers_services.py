@@ -22,6 +22,8 @@ from services.api import auth, views
 from services.api.access import find_service, not_found, path_name, principal, read_service
 from services.api.bodies import (
     CreateServiceRequest,
+    HealthCheckBody,
+    PatchServiceRequest,
     RollbackRequest,
     ServiceDefinitionBody,
     read_body,
@@ -32,11 +34,23 @@ from services.api.keys import DELETER, LISTINGS, SETTINGS, STORE, VIEWS
 from services.api.responses import json_response
 from services.api.secrets import new_id
 from services.api.store import Store
+from shared import names
 from shared.bus import Conflict
 from shared.clock import iso_now
-from shared.events import ServiceCreated, ServiceUpdated, ServiceWarning
+from shared.events import (
+    HealthCheckChanged,
+    ServiceCreated,
+    ServiceScaled,
+    ServiceUpdated,
+    ServiceWarning,
+)
 from shared.models import HealthCheck, ServiceRecord, TaskDefinition
-from shared.rules import check_health_check, check_service_name
+from shared.rules import (
+    check_health_check,
+    check_service_name,
+    default_status_codes,
+    health_check_path,
+)
 
 DELETE_WAIT_S = 15.0
 LISTINGS_MAX = 1000
@@ -68,15 +82,7 @@ async def create_service(request: web.Request) -> web.Response:
     store = request.app[STORE]
     body = await read_body(request, CreateServiceRequest, settings.max_body_bytes)
     name = check_service_name(who.project, body.name)
-    hc = None
-    if body.health_check is not None:
-        hc = check_health_check(
-            HealthCheck(
-                rel_path=body.health_check.rel_path,
-                status_codes=body.health_check.status_codes,
-                interval=body.health_check.interval,
-            )
-        )
+    hc = None if body.health_check is None else health_check_from(body.health_check, None)
     now = iso_now()
     record = ServiceRecord(
         project=who.project,
@@ -86,15 +92,24 @@ async def create_service(request: web.Request) -> web.Response:
         updated_at=now,
         health_check=hc,
     )
+    existing = await store.get_service(who.project, name)
+    if existing is not None:
+        raise _exists(existing.value)
+    owner = await store.claim_path(record)
+    if owner is not None:
+        path = names.deployment_path(who.project, name)
+        raise AlreadyExists(
+            f"the path {path} is already taken by a service of another project "
+            f"('-' joins project and service names, so different pairs can meet); "
+            "choose another service name"
+        )
     try:
         await store.create_service(record)
     except Conflict:
         existing = await store.get_service(who.project, name)
-        if existing is not None and existing.value.deleting:
-            raise AlreadyExists(
-                f"service {name!r} is still being deleted; try again in a few seconds"
-            ) from None
-        raise AlreadyExists(f"service {name!r} already exists in project {who.project!r}") from None
+        if existing is None:
+            raise
+        raise _exists(existing.value) from None
     await store.announce(
         ServiceCreated(
             project=who.project,
@@ -103,6 +118,31 @@ async def create_service(request: web.Request) -> web.Response:
         )
     )
     return json_response(views.summary(settings, record), status=201)
+
+
+def health_check_from(body: HealthCheckBody, current: HealthCheck | None) -> HealthCheck:
+    """A validated health check: the body's fields over the current ones (or the defaults).
+
+    A health path of its own counts 200-399 as healthy unless told otherwise; the
+    service's root counts 200-499 (the deployer still fails a 404 there)."""
+    base = current or HealthCheck()
+    rel_path = base.rel_path if isinstance(body.rel_path, msgspec.UnsetType) else body.rel_path
+    if not isinstance(body.status_codes, msgspec.UnsetType):
+        codes = body.status_codes
+    elif current is not None and isinstance(body.rel_path, msgspec.UnsetType):
+        codes = current.status_codes
+    else:
+        codes = default_status_codes(rel_path)
+    interval = base.interval if isinstance(body.interval, msgspec.UnsetType) else body.interval
+    return check_health_check(HealthCheck(rel_path=rel_path, status_codes=codes, interval=interval))
+
+
+def _exists(record: ServiceRecord) -> AlreadyExists:
+    if record.deleting:
+        return AlreadyExists(
+            f"service {record.name!r} is still being deleted; try again in a few seconds"
+        )
+    return AlreadyExists(f"service {record.name!r} already exists in project {record.project!r}")
 
 
 # ------------------------------------------------------------------ one service
@@ -244,6 +284,66 @@ async def delete_service(request: web.Request) -> web.Response:
     if await deleter.wait_finished(found, DELETE_WAIT_S):
         return json_response({"name": name, "status": "DELETED"})
     return json_response({"name": name, "status": "DRAINING"}, status=202)
+
+
+async def patch_service(request: web.Request) -> web.Response:
+    """Change what is not a revision: the health check and the number of tasks.
+
+    Neither makes a revision nor restarts a running task: the deployer applies a
+    new health check to the running tasks and starts or drains tasks to the count."""
+    who = await principal(request)
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    await find_service(request, who, include_deleting=False)
+    body = await read_body(request, PatchServiceRequest, settings.max_body_bytes)
+    count = None if isinstance(body.count, msgspec.UnsetType) else body.count
+    if body.health_check is None and count is None:
+        raise BadRequest('nothing to change: send {"health_check": {...}} and/or {"count": N}')
+    if count is not None and not 0 <= count <= settings.max_tasks_per_service:
+        raise BadRequest(
+            f"count must be between 0 and {settings.max_tasks_per_service} "
+            f"(SERVICECTL_MAX_TASKS_PER_SERVICE), got {count}"
+        )
+    while True:
+        found = await find_service(request, who, include_deleting=False)
+        record = found.value
+        changes: dict[str, Any] = {"updated_at": iso_now()}
+        if body.health_check is not None:
+            changes["health_check"] = health_check_from(body.health_check, record.health_check)
+        if count is not None:
+            changes["count"] = count
+        updated = msgspec.structs.replace(record, **changes)
+        try:
+            await store.update_service(updated, found.revision)
+        except Conflict:
+            continue
+        break
+    if count is not None and count != record.count:
+        await store.announce(
+            ServiceScaled(
+                project=record.project,
+                service=record.name,
+                count=count,
+                previous=record.count,
+                message=f"service {record.name} scaled by {who.username} from "
+                f"{record.count} to {count} tasks",
+            )
+        )
+    hc = updated.health_check
+    if body.health_check is not None and hc is not None:
+        path = health_check_path(record.project, record.name, hc)
+        await store.announce(
+            HealthCheckChanged(
+                project=record.project,
+                service=record.name,
+                path=path,
+                status_codes=hc.status_codes,
+                interval=hc.interval,
+                message=f"health check of {record.name} changed by {who.username}: GET "
+                f"{path} every {hc.interval} s, healthy on {hc.status_codes}",
+            )
+        )
+    return await status_view(request, who, updated)
 
 
 # ------------------------------------------------------------------ revisions

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import msgspec
 
@@ -28,6 +29,7 @@ class ServiceIndex:
         self.records: dict[str, tuple[ServiceRecord | None, int]] = {}
         self.versions: dict[str, int] = {}  # project -> changes seen, to key caches
         self.ready = False
+        self._listeners: dict[str, set[Callable[[ServiceRecord | None], None]]] = {}
         self.rewatch = asyncio.Event()
 
         async def on_reconnect() -> None:
@@ -43,6 +45,27 @@ class ServiceIndex:
         self.records[key] = (record, revision)
         project, _ = names.split_service_key(key)
         self.versions[project] = self.versions.get(project, 0) + 1
+        for listener in list(self._listeners.get(key, ())):
+            listener(record)
+
+    def on_change(
+        self, project: str, name: str, listener: Callable[[ServiceRecord | None], None]
+    ) -> Callable[[], None]:
+        """Call `listener(record or None)` when the service changes; returns a remover.
+
+        One watcher of the whole bucket serves every listener: a websocket tail
+        costs no NATS consumer of its own."""
+        key = names.service_key(project, name)
+        self._listeners.setdefault(key, set()).add(listener)
+
+        def remove() -> None:
+            found = self._listeners.get(key)
+            if found is not None:
+                found.discard(listener)
+                if not found:
+                    del self._listeners[key]
+
+        return remove
 
     def version(self, project: str) -> int:
         return self.versions.get(project, 0)

@@ -11,6 +11,8 @@ from services.api.auth import Principal
 from services.api.deletion import Deleter
 from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
+from services.api.limits import ProjectLimits, Wakeups
+from services.api.nats_callout import NatsCallout
 from services.api.registry_client import RegistryClient
 from services.api.registry_tokens import TokenSigner
 from services.api.store import Store
@@ -37,3 +39,6 @@ VIEWS = web.AppKey("views", dict[str, ViewHandler])
 # encoded GET /services answers, by (project, index version): rebuilt after any change
 LISTINGS = web.AppKey("listings", dict[tuple[str, int], bytes])
 SOCKETS = web.AppKey("log_sockets", set[web.WebSocketResponse])
+LIMITS = web.AppKey("limits", ProjectLimits)
+WAKEUPS = web.AppKey("wakeups", Wakeups)
+CALLOUT = web.AppKey("nats_callout", NatsCallout)

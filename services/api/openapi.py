@@ -14,6 +14,7 @@ from aiohttp import web
 
 from services.api.bodies import (
     CreateServiceRequest,
+    PatchServiceRequest,
     RollbackRequest,
     ServiceDefinitionBody,
     TokenRequest,
@@ -107,10 +108,17 @@ def spec(prefix: str) -> dict[str, Any]:
             create_s,
             definition_s,
             rollback_s,
+            _patch_s,
         ),
         components,
     ) = msgspec.json.schema_components(
-        [TokenRequest, CreateServiceRequest, ServiceDefinitionBody, RollbackRequest],
+        [
+            TokenRequest,
+            CreateServiceRequest,
+            ServiceDefinitionBody,
+            RollbackRequest,
+            PatchServiceRequest,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     components["Error"] = {
@@ -205,6 +213,13 @@ def spec(prefix: str) -> dict[str, Any]:
                 "responses": {"200": _ok("revoked"), "403": _DENIED},
             },
         },
+        f"{prefix}/auth/nats": {
+            "get": {
+                "summary": "How to follow the project's events and logs on NATS with this token",
+                "security": _AUTH,
+                "responses": {"200": _ok("connection details"), "403": _DENIED},
+            },
+        },
         f"{prefix}/services": {
             "get": {
                 "summary": "List the project's services",
@@ -249,6 +264,19 @@ def spec(prefix: str) -> dict[str, Any]:
                 "responses": {
                     "200": _ok("revision stored; deployment follows"),
                     "400": _err("invalid definition"),
+                    "403": _DENIED,
+                    "404": _UNKNOWN,
+                    "413": _err("body too large"),
+                    "415": _err("not JSON"),
+                },
+            },
+            "patch": {
+                "summary": "Change the health check or the number of tasks (no new revision)",
+                "security": _AUTH,
+                "requestBody": _body("PatchServiceRequest"),
+                "responses": {
+                    "200": _ok("changed; the status view"),
+                    "400": _err("invalid change"),
                     "403": _DENIED,
                     "404": _UNKNOWN,
                     "413": _err("body too large"),

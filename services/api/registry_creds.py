@@ -9,6 +9,7 @@ file in the data dir) that may pull every repository and push none.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from services.api import secrets
@@ -16,6 +17,7 @@ from services.api.store import Store
 from shared import kv, names
 from shared.clock import now
 from shared.models import RegistryCredential, ServiceRecord
+from shared.rules import RuleViolation, check_project, check_service_name
 from shared.settings import Settings
 
 SERVICE_ACTIONS = frozenset({"push", "pull"})
@@ -59,6 +61,18 @@ async def revoke_service(store: Store, record: ServiceRecord) -> None:
         await kv.purge(bucket, key)
 
 
+_CRED_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def _plausible(project: str, service: str, cred_id: str) -> bool:
+    try:
+        check_project(project)
+        check_service_name(project, service)
+    except RuleViolation:
+        return False
+    return bool(_CRED_ID.fullmatch(cred_id))
+
+
 async def authenticate(
     store: Store, settings: Settings, user: str, password: str
 ) -> Identity | None:
@@ -72,8 +86,8 @@ async def authenticate(
             return Identity(subject=user, allowed={"*": DEPLOYER_ACTIONS})
         return None
     parts = names.split_registry_user(user)
-    if parts is None:
-        return None
+    if parts is None or not _plausible(*parts):
+        return None  # not a name we could have issued: no look-up (wildcards, NUL, ...)
     found = await kv.get(store.bus.kv.registry_creds, user, RegistryCredential)
     if found is None:
         return None

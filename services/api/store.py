@@ -16,10 +16,11 @@ from services.api.event_cache import EventCache
 from services.api.index import ServiceIndex
 from services.api.token_cache import TokenCache
 from shared import kv, names
-from shared.bus import Bus, BusError
+from shared.bus import Bus, BusError, Conflict
 from shared.events import AnyEvent, Event
 from shared.kv import Versioned
 from shared.models import (
+    PathClaim,
     ServiceRecord,
     ServiceStatus,
     TaskDefinition,
@@ -78,6 +79,53 @@ class Store:
     def _noted(self, key: str, record: ServiceRecord | None, revision: int) -> int:
         self.index.apply(key, record, revision)
         return revision
+
+    async def claim_path(self, record: ServiceRecord) -> PathClaim | None:
+        """Take the service's deployment path; the other service's claim if it is taken."""
+        key = names.path_key(record.project, record.name)
+        claim = PathClaim(project=record.project, service=record.name, service_uid=record.uid)
+        while True:
+            try:
+                await kv.create(self.bus.kv.paths, key, claim)
+                return None
+            except Conflict:
+                found = await kv.get(self.bus.kv.paths, key, PathClaim)
+                if found is None:
+                    continue  # released meanwhile
+                owner = found.value
+                mine = (owner.project, owner.service) == (record.project, record.name)
+                if not mine:
+                    holder = await self.get_service(owner.project, owner.service)
+                    if holder is not None and holder.value.uid == owner.service_uid:
+                        return owner
+                    # the owner is gone (its deletion could not release the path): take it
+                try:
+                    await kv.update(self.bus.kv.paths, key, claim, found.revision)
+                except Conflict:
+                    continue
+                return None
+
+    async def release_path(self, record: ServiceRecord) -> None:
+        key = names.path_key(record.project, record.name)
+        found = await kv.get(self.bus.kv.paths, key, PathClaim)
+        if found is not None and found.value.service_uid == record.uid:
+            await kv.purge(self.bus.kv.paths, key)
+
+    async def claim_existing_paths(self) -> None:
+        """Services made before paths were claimed get their claim (first come, first served)."""
+        for v in await self.all_services():
+            owner = await self.claim_path(v.value)
+            if owner is not None:
+                log.warning(
+                    "services %s.%s and %s.%s share the path /%s: only %s.%s is routed",
+                    v.value.project,
+                    v.value.name,
+                    owner.project,
+                    owner.service,
+                    names.path_key(owner.project, owner.service),
+                    owner.project,
+                    owner.service,
+                )
 
     async def create_service(self, record: ServiceRecord) -> int:
         key = names.service_key(record.project, record.name)

@@ -24,11 +24,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from services.api import auth
@@ -41,11 +41,11 @@ from services.api.handlers_logs import (
     newest_lines,
     websocket_messages,
 )
-from services.api.keys import BUS, SOCKETS, STORE
-from shared import kv, names
-from shared.bus import Bus, BusError, Subscription
+from services.api.keys import BUS, INDEX, LIMITS, SOCKETS, STORE, TOKENS, WAKEUPS
+from shared import names
+from shared.bus import Bus, BusError
 from shared.clock import now
-from shared.models import ServiceRecord, decode
+from shared.models import ServiceRecord
 from shared.streams import StoredMsg
 
 log = logging.getLogger(__name__)
@@ -162,11 +162,28 @@ def _render_log(msg: StoredMsg) -> Rendered | None:
     batch = decode_batch(msg)
     if batch is None or not batch.lines:
         return None
-    return Rendered(websocket_messages(batch), batch.task, batch.n, batch.last_n)
+    return Rendered(websocket_messages(batch, msg.seq), batch.task, batch.n, batch.last_n)
 
 
 def _render_event(msg: StoredMsg) -> Rendered | None:
-    return Rendered([msg.data.decode("utf-8", "replace")])
+    text = msg.data.decode("utf-8", "replace").rstrip()
+    if text.endswith("}") and len(text) > 2:
+        # the stream sequence, to resume a follow after this event (`after=<seq>`)
+        text = f'{text[:-1]},"seq":{msg.seq}}}'
+    return Rendered([text])
+
+
+def parse_after(raw: str | None, lines: bool) -> tuple[int, int] | None:
+    """`after=<seq>` (events) or `after=<seq>:<n>` (logs): where a follow resumes."""
+    if raw is None:
+        return None
+    seq_text, _, n_text = raw.partition(":")
+    if not re.fullmatch(r"[0-9]{1,18}", seq_text) or (
+        n_text and (not lines or not re.fullmatch(r"[0-9]{1,18}", n_text))
+    ):
+        shape = "<seq>:<n>" if lines else "<seq>"
+        raise BadRequest(f"after must be {shape} from the last message received, got {raw[:40]!r}")
+    return int(seq_text), int(n_text or 0)
 
 
 class LineGaps:
@@ -227,6 +244,8 @@ class Tail:
         self.gaps = LineGaps()
         self.wake = asyncio.Event()
         self.gone = asyncio.Event()
+        self.recheck = asyncio.Event()
+        self.closing = False  # the server is closing the socket (the guard said so)
 
     async def pump(self) -> None:
         bus = self.app[BUS]
@@ -252,7 +271,9 @@ class Tail:
                 texts, first = rendered.texts, rendered.first
                 if self.skip:
                     if m.seq == self.start:
-                        texts, first = texts[self.skip :], first + self.skip
+                        # negative: resume after line -skip of this batch (its numbers count)
+                        drop = self.skip if self.skip > 0 else max(0, -self.skip - first + 1)
+                        texts, first = texts[drop:], first + drop
                     self.skip = 0
                 if rendered.task:
                     outbox.note_missed(self.gaps.seen(rendered.task, first, rendered.last))
@@ -276,54 +297,48 @@ class Tail:
         while True:
             await self.ws.send_str(await self.outbox.get())
 
-    def on_service(self, _key: str, value: bytes | None, _rev: int) -> None:
-        try:
-            record = decode(ServiceRecord, value) if value else None
-        except msgspec.DecodeError:
-            return
+    def on_service(self, record: ServiceRecord | None) -> None:
         if record is None or record.uid != self.record.uid:
             self.gone.set()
 
+    async def on_token(self, digest: str) -> None:
+        if digest == self.who.token_digest:
+            self.recheck.set()
+
     async def guard(self) -> tuple[int, str]:
-        """Wait until the tail must end: (close code, reason)."""
+        """Wait until the tail must end: (close code, reason).
+
+        The api's service index and token cache say at once when the service or
+        the token changes (no NATS consumer per tail); a slow check covers the rest."""
         store = self.app[STORE]
-        bus = self.app[BUS]
         project, name = self.record.project, self.record.name
-        stop, rewatch = asyncio.Event(), asyncio.Event()
-
-        async def on_reconnect() -> None:
-            rewatch.set()  # the watcher's consumer did not survive the reconnect
-
-        bus.on_reconnect(on_reconnect)
-        key = names.service_key(project, name)
-        watch = asyncio.create_task(kv.follow(bus.kv.services, key, self.on_service, stop, rewatch))
+        forget_service = self.app[INDEX].on_change(project, name, self.on_service)
+        forget_token = self.app[TOKENS].on_change(self.on_token)
         try:
             while True:
                 wait = max(0.0, min(CHECK_S, self.who.expires_at - now()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.gone.wait(), wait)
+                await _wait_any((self.gone, self.recheck), wait)
+                self.recheck.clear()
                 if self.gone.is_set():
                     return CLOSE_GONE, f"service {name} was deleted"
                 if self.who.expires_at <= now():
                     return CLOSE_FORBIDDEN, "session token expired; log in again"
                 try:
                     token = await store.get_token(self.who.token_digest)
-                    current = await store.get_service(project, name)
                 except BusError:
                     continue  # NATS is away: check again later
                 if token is None:
                     return CLOSE_FORBIDDEN, "session token revoked"
-                if current is None or current.value.uid != self.record.uid:
+                current = store.read_service(project, name)
+                if current is None or current.uid != self.record.uid:
                     return CLOSE_GONE, f"service {name} was deleted"
         finally:
-            stop.set()
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
-            bus.forget_reconnect(on_reconnect)
+            forget_service()
+            forget_token()
 
     async def end(self) -> None:
         code, reason = await self.guard()
+        self.closing = True
         if code == CLOSE_GONE:
             await asyncio.sleep(FINAL_S)  # the last lines and the deletion event
             with contextlib.suppress(TimeoutError):
@@ -331,8 +346,26 @@ class Tail:
         await self.ws.close(code=code, message=reason.encode())
 
 
-async def _start(bus: Bus, spec: TailSpec, tail: int) -> tuple[int, int]:
+async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+    """Until one of `events` is set or `timeout` passes."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _start(
+    bus: Bus, spec: TailSpec, tail: int, after: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Where a tail starts reading: (sequence, lines of that message to skip)."""
+    if after is not None:
+        seq, n = after
+        if not spec.lines:
+            return seq + 1, 0
+        return max(seq, 1), -n  # negative: skip the lines of that batch numbered up to n
     if tail > 0 and spec.lines:
         found, skip = await newest_lines(bus, spec.pattern, tail)
         return (found[0][0].seq, skip) if found else (1, 0)
@@ -343,56 +376,46 @@ async def _start(bus: Bus, spec: TailSpec, tail: int) -> tuple[int, int]:
     return max((m.seq for m in newest), default=0) + 1, 0
 
 
-async def _wake_on(bus: Bus, pattern: str, wake: asyncio.Event) -> Subscription | None:
-    """A core subscription that only signals 'something new'; None if it cannot be had."""
-
-    async def on_msg(_subject: str, _data: bytes) -> None:
-        wake.set()
-
-    try:
-        return await bus.subscribe(pattern, on_msg)
-    except BusError as err:  # the poll still works without it
-        log.warning("no wake-up subscription on %s: %s", pattern, err)
-        return None
-
-
 async def _serve(
     request: web.Request, spec_of: Callable[[ServiceRecord], TailSpec]
 ) -> web.StreamResponse:
     who = await _ws_principal(request)
     record = (await find_service(request, who)).value
     tail = int_param(request.query, "tail", FOLLOW_TAIL_DEFAULT, 0, TAIL_MAX)
+    spec = spec_of(record)
+    after = parse_after(request.query.get("after"), spec.lines)
     ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), heartbeat=HEARTBEAT_S, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise BadRequest("this endpoint is a websocket: connect with a websocket client")
-    spec = spec_of(record)
     bus = request.app[BUS]
-    start, skip = await _start(bus, spec, tail)
-    await ws.prepare(request)
-    sockets = request.app[SOCKETS]
-    sockets.add(ws)
-    tail_ = Tail(request.app, ws, spec, who, record, start, skip)
-    sub = await _wake_on(bus, spec.pattern, tail_.wake)
-    workers = [asyncio.create_task(tail_.pump()), asyncio.create_task(tail_.write())]
-    ender = asyncio.create_task(tail_.end())
-    try:
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                break  # anything the client sends is ignored
-    finally:
-        sockets.discard(ws)
-        for task in workers:
-            task.cancel()
-        if not ender.done():
-            await asyncio.wait([ender], timeout=0.5)
+    limits = request.app[LIMITS]
+    with limits.follow(who.project):
+        async with limits.log_read(who.project):
+            start, skip = await _start(bus, spec, tail, after)
+        await ws.prepare(request)
+        sockets = request.app[SOCKETS]
+        sockets.add(ws)
+        tail_ = Tail(request.app, ws, spec, who, record, start, skip)
+        wakeups = request.app[WAKEUPS]
+        await wakeups.join(spec.pattern, tail_.wake)
+        workers = [asyncio.create_task(tail_.pump()), asyncio.create_task(tail_.write())]
+        ender = asyncio.create_task(tail_.end())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break  # anything the client sends is ignored
+        finally:
+            sockets.discard(ws)
+            for task in workers:
+                task.cancel()
+            if not ender.done() and tail_.closing:
+                await asyncio.wait([ender], timeout=0.5)  # let it say why it closes
             ender.cancel()
-        await asyncio.gather(*workers, ender, return_exceptions=True)
-        if sub is not None:
-            await sub.unsubscribe()
-        if tail_.outbox.total_missed:
-            log.info(
-                "tail of %s: the client missed %d messages", spec.pattern, tail_.outbox.total_missed
-            )
+            await asyncio.gather(*workers, ender, return_exceptions=True)
+            await wakeups.leave(spec.pattern, tail_.wake)
+            missed = tail_.outbox.total_missed
+            if missed:
+                log.info("tail of %s: the client missed %d messages", spec.pattern, missed)
     return ws
 
 

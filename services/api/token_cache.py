@@ -8,13 +8,16 @@ soon as it is revoked, so a revocation takes effect everywhere within the
 time a NATS message takes. Expiry is checked on every request from the record
 itself. After a NATS reconnect (changes may have been missed meanwhile) the
 cache starts empty; while the subscription is not in place nothing is cached.
-Unknown tokens are never cached: each is looked up again.
+Unknown tokens are never cached: each is looked up again. Listeners
+(`on_change`) hear of every change of a token at once: revocation ends
+websocket tails and NATS connections within the time a NATS message takes.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from shared import names
 from shared.bus import Bus, Subscription
@@ -31,6 +34,7 @@ class TokenCache:
         self.live = False  # True while changes reach `evict`
         self._entries: OrderedDict[str, tuple[TokenRecord, float]] = OrderedDict()
         self._sub: Subscription | None = None
+        self._listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -59,12 +63,20 @@ class TokenCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def on_change(self, listener: Callable[[str], Awaitable[None]]) -> Callable[[], None]:
+        """Call `listener(digest)` whenever a token changes (is revoked); returns a remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     async def start(self, bus: Bus) -> None:
         """Follow the tokens bucket's changes; start caching."""
         bucket = names.BUCKET_TOKENS
 
         async def on_change(subject: str, _data: bytes) -> None:
-            self.evict(names.kv_key_of_subject(bucket, subject))
+            digest = names.kv_key_of_subject(bucket, subject)
+            self.evict(digest)
+            for listener in list(self._listeners):
+                await listener(digest)
 
         async def on_reconnect() -> None:
             self.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from shared import kv, names
 from shared.bus import Bus
 from shared.kv import Versioned
-from shared.models import UserRecord
+from shared.models import TokenRecord, UserRecord
 
 
 class UserDirectory:
@@ -30,3 +30,14 @@ class UserDirectory:
 
     async def all(self) -> list[UserRecord]:
         return [v.value for v in await kv.scan(self.bus.kv.users, ">", UserRecord)]
+
+    async def revoke_tokens(self, username: str) -> int:
+        """Revoke every session token of the user; how many there were.
+
+        The api hears of each at once (its token cache follows the bucket) and
+        ends the token's websocket tails and NATS connections."""
+        found = await kv.scan(self.bus.kv.tokens, ">", TokenRecord)
+        mine = [v.key for v in found if v.value.username == username]
+        for key in mine:
+            await kv.purge(self.bus.kv.tokens, key)
+        return len(mine)

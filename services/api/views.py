@@ -111,7 +111,7 @@ def status_view(
     pending = sum(1 for t in tasks if t.last_status in ("PROVISIONING", "PENDING"))
     if deployment is not None and deployment.phase == "PENDING" and pending == 0:
         pending = 1
-    desired = 0 if record.deleting or record.revision == 0 else 1
+    desired = 0 if record.deleting or record.revision == 0 else record.count
     status: dict[str, Any] = {
         "service_status": service_status_word(record),
         "count_desired": desired,

@@ -9,15 +9,19 @@ Docker's errors become `DockerUnavailable` (try again) or `ImageNotFound` /
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiodocker
 import aiohttp
 
 from services.deployer.model import ContainerState, Observed
+from services.deployer.networks import free_subnet
+from services.deployer.sockets import listening_ports
 from shared import names
 from shared.clock import parse_iso
 from shared.docker import (
@@ -51,15 +55,43 @@ def _int_label(labels: dict[str, str], key: str) -> int:
         return 0
 
 
-def _classify_pull_error(err: aiodocker.DockerError, image: str) -> Exception:
+def _classify_pull_error(err: aiodocker.DockerError, image: str, service: str) -> Exception:
     text = str(err.message)
     lowered = text.lower()
     if "manifest unknown" in lowered or "not found" in lowered or "name unknown" in lowered:
+        tag = image.rpartition(":")[2]
         return ImageNotFound(
-            f"image {image} is not in the registry ({text.strip()}); push it first "
-            "with the credentials from view=docker"
+            f"image {image} is not in the registry ({text.strip()}); push it first: "
+            f"servicectl push {service} DIR --tag {tag} (or docker push with the service's "
+            "credentials)"
         )
     return DockerUnavailable(f"cannot pull {image}: {text.strip()}")
+
+
+def task_labels(settings: Settings, td: TaskDefinition, task_id: str) -> dict[str, str]:
+    """The labels of a task's container: who it belongs to (found again by them)."""
+    return {
+        names.LABEL_INSTANCE: settings.instance,
+        names.LABEL_PROJECT: td.project,
+        names.LABEL_SERVICE: td.service,
+        names.LABEL_SERVICE_UID: td.service_uid,
+        names.LABEL_REVISION: str(td.revision),
+        names.LABEL_TASK: task_id,
+        names.LABEL_MEMORY_RESERVATION: str(td.memory_reservation),
+        names.LABEL_MEMORY_LIMIT: str(td.memory_limit),
+        names.LABEL_CONTAINER_PORT: str(td.container_port),
+    }
+
+
+def observed_from_labels(labels: dict[str, str], container_id: str) -> dict[str, Any]:
+    """The parts of an `Observed` that its labels tell."""
+    return {
+        "task_id": labels.get(names.LABEL_TASK, container_id[:12]),
+        "service_uid": labels.get(names.LABEL_SERVICE_UID, ""),
+        "revision": _int_label(labels, names.LABEL_REVISION),
+        "memory_reservation": _int_label(labels, names.LABEL_MEMORY_RESERVATION),
+        "memory_limit": _int_label(labels, names.LABEL_MEMORY_LIMIT),
+    }
 
 
 class DockerHost:
@@ -67,6 +99,8 @@ class DockerHost:
         self.docker = docker
         self.settings = settings
         self._auth = {"username": names.DEPLOYER_REGISTRY_USER, "password": registry_password}
+        self._networks: set[str] = set()  # known to exist
+        self._network_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------ observe
     def _labels(self, project: str | None, service: str | None) -> list[str]:
@@ -129,7 +163,7 @@ class DockerHost:
         try:
             await self.docker.images.pull(repo, tag=tag, auth=self._auth)
         except aiodocker.DockerError as err:
-            problem = _classify_pull_error(err, td.image)
+            problem = _classify_pull_error(err, td.image, td.service)
             if isinstance(problem, DockerUnavailable) and await self._have_image(td.image):
                 log.warning("%s; using the local copy", problem)
                 return
@@ -146,22 +180,109 @@ class DockerHost:
         except (aiohttp.ClientError, OSError):
             return False
 
+    # ------------------------------------------------------------ project networks
+    async def ensure_network(self, project: str) -> str:
+        """The project's network (made if missing, with a subnet of the platform's pool)."""
+        name = names.project_network(self.settings.instance, project)
+        if name in self._networks:
+            return name
+        lock = self._network_locks.setdefault(project, asyncio.Lock())
+        async with lock:
+            if name in self._networks:
+                return name
+            try:
+                await self.docker.networks.get(name)
+            except aiodocker.DockerError as err:
+                if err.status != 404:
+                    raise DockerUnavailable(f"cannot look up network {name}: {err}") from err
+                await self._create_network(project, name)
+            except (aiohttp.ClientError, OSError) as err:
+                raise DockerUnavailable(f"cannot look up network {name}: {err}") from err
+            self._networks.add(name)
+        return name
+
+    async def _create_network(self, project: str, name: str) -> None:
+        try:
+            existing = await self.docker.networks.list()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable(f"cannot list networks: {err}") from err
+        used = [
+            cfg.get("Subnet", "")
+            for net in existing
+            for cfg in ((net.get("IPAM") or {}).get("Config") or [])
+        ]
+        subnet = free_subnet(
+            self.settings.task_network_pool, self.settings.task_network_prefix, used
+        )
+        if subnet is None:
+            raise StartFailed(
+                f"no free subnet left in {self.settings.task_network_pool} for project "
+                f"{project}'s network; the operator must widen SERVICECTL_TASK_NETWORK_POOL"
+            )
+        config = {
+            "Name": name,
+            "Driver": "bridge",
+            "CheckDuplicate": True,
+            "IPAM": {"Config": [{"Subnet": subnet}]},
+            "Options": {
+                "com.docker.network.bridge.name": names.project_bridge(
+                    self.settings.instance, project
+                ),
+                "com.docker.network.bridge.enable_icc": "true",
+            },
+            "Labels": {
+                names.LABEL_INSTANCE: self.settings.instance,
+                names.LABEL_PROJECT: project,
+            },
+        }
+        try:
+            await self.docker.networks.create(config)
+            log.info("created network %s (%s) for project %s", name, subnet, project)
+        except aiodocker.DockerError as err:
+            if err.status == 409:
+                return  # made meanwhile (another deployer, or a lost answer)
+            raise DockerUnavailable(f"cannot create network {name}: {err}") from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable(f"cannot create network {name}: {err}") from err
+
+    async def remove_unused_networks(self, projects_in_use: set[str]) -> None:
+        """Remove this instance's project networks that no project with tasks here needs."""
+        try:
+            found = await self.docker.networks.list(
+                filters={"label": [instance_label(self.settings)]}
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable(f"cannot list networks: {err}") from err
+        for net in found:
+            project = (net.get("Labels") or {}).get(names.LABEL_PROJECT, "")
+            if not project or project in projects_in_use:
+                continue
+            await self._remove_network(str(net.get("Name", "")), str(net["Id"]))
+
+    async def _remove_network(self, name: str, network_id: str) -> None:
+        try:
+            network = await self.docker.networks.get(network_id)
+            await network.delete()
+            self._networks.discard(name)
+            log.info("removed network %s: its project has no tasks left", name)
+        except aiodocker.DockerError as err:
+            if err.status == 404:
+                self._networks.discard(name)
+            elif err.status in (403, 409):
+                log.debug("network %s still in use: %s", name, err)
+            else:
+                raise DockerUnavailable(f"cannot remove network {name}: {err}") from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable(f"cannot remove network {name}: {err}") from err
+
     def container_config(self, td: TaskDefinition, task_id: str) -> dict[str, Any]:
         port = f"{td.container_port}/tcp"
+        network = names.project_network(self.settings.instance, td.project)
+        security = ["no-new-privileges"] if self.settings.task_no_new_privileges else []
         return {
             "Image": td.image,
             "Env": [f"{e.name}={e.value}" for e in td.environment],
-            "Labels": {
-                names.LABEL_INSTANCE: self.settings.instance,
-                names.LABEL_PROJECT: td.project,
-                names.LABEL_SERVICE: td.service,
-                names.LABEL_SERVICE_UID: td.service_uid,
-                names.LABEL_REVISION: str(td.revision),
-                names.LABEL_TASK: task_id,
-                names.LABEL_MEMORY_RESERVATION: str(td.memory_reservation),
-                names.LABEL_MEMORY_LIMIT: str(td.memory_limit),
-                names.LABEL_CONTAINER_PORT: str(td.container_port),
-            },
+            "Labels": task_labels(self.settings, td, task_id),
             "ExposedPorts": {port: {}},
             "HostConfig": {
                 "Memory": td.memory_limit * MB,
@@ -169,13 +290,20 @@ class DockerHost:
                 "MemoryReservation": td.memory_reservation * MB,
                 "PortBindings": {port: [{"HostIp": "127.0.0.1", "HostPort": ""}]},
                 "RestartPolicy": {"Name": "no"},
+                "NetworkMode": network,
+                "PidsLimit": self.settings.task_pids_limit,
+                "CapDrop": ["ALL"],
+                "CapAdd": list(self.settings.task_capabilities),
+                "SecurityOpt": security,
                 # a tiny init as PID 1 forwards SIGTERM, so services stop promptly
                 "Init": True,
                 "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "3"}},
             },
+            "NetworkingConfig": {"EndpointsConfig": {network: {}}},
         }
 
     async def create(self, td: TaskDefinition, task_id: str) -> str:
+        await self.ensure_network(td.project)
         name = names.container_name(self.settings.instance, td.project, td.service, task_id)
         try:
             container = await self.docker.containers.create(
@@ -222,6 +350,20 @@ class DockerHost:
             raise DockerUnavailable(f"cannot remove {container_id[:12]}: {err}") from err
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnavailable(f"cannot remove {container_id[:12]}: {err}") from err
+
+    async def listening_ports(self, container_id: str) -> set[int]:
+        """TCP ports the task listens on (its network namespace's sockets); empty if unknown."""
+        details = await inspect(self.docker, container_id)
+        pid = int(((details or {}).get("State") or {}).get("Pid") or 0)
+        if not pid:
+            return set()
+        tables = []
+        for name in ("tcp", "tcp6"):
+            try:
+                tables.append(await asyncio.to_thread(Path(f"/proc/{pid}/net/{name}").read_text))
+            except OSError:
+                continue
+        return listening_ports(tables)
 
     async def last_lines(self, container_id: str, n: int = 10) -> list[str]:
         try:

@@ -84,7 +84,7 @@ class Executor:
                     await self.start(Wording(project, service), action, outcome)
                 case RemoveContainer():
                     outcome.changed = True
-                    await self.host.remove(action.task.container_id)
+                    await self._remove(key, action.task.container_id)
                 case SetRoute():
                     outcome.changed = True
                     route = Route(
@@ -106,6 +106,13 @@ class Executor:
                     outcome.finished = True
                 case _:
                     assert_never(action)
+
+    async def _remove(self, key: str, container_id: str) -> None:
+        """Remove an exited container; one Docker cannot remove yet waits for a later round."""
+        try:
+            await self.host.remove(container_id)
+        except DockerUnavailable as err:
+            log.warning("%s: container %s left for later: %s", key, container_id[:12], err)
 
     def stop_in_background(self, key: str, container_id: str) -> bool:
         """Stopping waits for the task to exit (up to the stop timeout): do not block on it.

@@ -14,6 +14,8 @@ from shared import events as ev
 
 
 def exit_reason(task: Observed) -> str:
+    if task.error:
+        return f"task {task.task_id} {task.error}"
     if task.oom_killed:
         return (
             f"task {task.task_id} was killed for using more than its memory limit "
@@ -74,6 +76,18 @@ class Wording:
             message=f"{reason}: waiting for memory to free up{after}",
         )
         return reason, event
+
+    def placement_pending(self, revision: int, need: int, reason: str, serving: int) -> ev.Event:
+        after = f"; revision {serving} keeps serving" if serving and serving != revision else ""
+        return ev.DeploymentPending(
+            project=self.project,
+            service=self.service,
+            revision=revision,
+            needed_mb=need,
+            free_mb=0,
+            capacity_mb=0,
+            message=f"{reason}{after}",
+        )
 
     def deployment_completed(self, revision: int) -> ev.Event:
         return ev.DeploymentCompleted(

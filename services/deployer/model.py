@@ -13,10 +13,13 @@ from typing import Literal
 from shared.events import Event
 from shared.models import DeploymentState, ServiceStatus, TaskDefinition
 
-ContainerState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+ContainerState = Literal[
+    "created", "pending", "running", "paused", "restarting", "removing", "exited", "dead"
+]
 Health = Literal["INITIAL", "HEALTHY", "UNHEALTHY"]
 
-LIVE_STATES: frozenset[str] = frozenset({"created", "running", "paused", "restarting"})
+# "pending": an engine that places tasks (Swarm) has not found a node for it yet
+LIVE_STATES: frozenset[str] = frozenset({"created", "pending", "running", "paused", "restarting"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class Observed:
     oom_killed: bool = False
     finished_at: float | None = None
     logs_done: bool = False
+    address: str = "127.0.0.1"  # where its published port is reached (its node)
+    log_id: str = ""  # the container whose output the log collector keeps ("" : container_id)
+    error: str = ""  # why the engine could not run it, or why it is lost, in words
+    pending_reason: str = ""  # why the engine has not started it yet (no node has room ...)
 
     @property
     def live(self) -> bool:
@@ -43,7 +50,11 @@ class Observed:
 
     @property
     def upstream(self) -> str | None:
-        return f"127.0.0.1:{self.host_port}" if self.host_port else None
+        return f"{self.address}:{self.host_port}" if self.host_port else None
+
+    @property
+    def log_key(self) -> str:
+        return self.log_id or self.container_id
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class HealthView:
     description: str = ""
     since: float = 0.0
     healthy_once: bool = False
+    fatal: str = ""  # a starting task that cannot become healthy: why (fails its deploy now)
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class Memo:
     reported_health: dict[str, str] = field(default_factory=dict)
     pending_reason: str = ""
     pull_problem: str = ""
+    started: dict[str, float] = field(default_factory=dict)  # health clock of each task
 
     @classmethod
     def from_status(cls, status: ServiceStatus | None) -> Memo:
@@ -101,6 +114,8 @@ class Memo:
                 memo.reported_exits.add(task.container_id)
             if task.health in ("HEALTHY", "UNHEALTHY"):
                 memo.reported_health[task.container_id] = task.health
+            if task.started_at:
+                memo.started[task.container_id] = task.started_at
         return memo
 
 

@@ -91,7 +91,7 @@ class Observer:
 
     async def _logs_done(self, task: Observed) -> Observed:
         cursor = await kv.get(
-            self.bus.kv.log_cursors, names.log_cursor_key(task.container_id), LogCursor
+            self.bus.kv.log_cursors, names.log_cursor_key(task.log_key), LogCursor
         )
         if cursor is not None and cursor.value.done:
             return Observed(**{**task.__dict__, "logs_done": True})

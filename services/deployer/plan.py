@@ -102,8 +102,8 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
         if not t.live or _stuck(ctx, t):
             _handle_dead(ctx, rec, t)
     live = [t for t in mine if t.live and not _stuck(ctx, t)]
-    _check_deadline(ctx, rec, live)
-    target = _target(rec, memo)
+    _check_deadline(ctx, rec, _target(rec, memo), live)
+    target = _target(rec, memo)  # the deadline may have failed the deployment
     for t in live:
         if t.container_id in memo.stopping:
             _stop(ctx, t, "stopping")  # ordered earlier and still running: order it again
@@ -113,8 +113,10 @@ def plan(inp: Inputs, memo_in: Memo) -> tuple[Plan, Memo]:
     _report_health(ctx, live)
     # the route first: starting a task takes a while, and a first deploy's route
     # makes the gateway answer 503 ("no healthy task yet") instead of 404 meanwhile
+    live = [t for t in live if t.container_id not in memo.stopping]
+    _report_waiting(ctx, rec, target, live)
     _route_and_retire(ctx, rec, target, live)
-    _ensure_task(ctx, rec, target, live)
+    _ensure_tasks(ctx, rec, target, live)
     return ctx.plan, ctx.memo
 
 
@@ -214,6 +216,7 @@ def _handle_dead(ctx: _Ctx, rec: ServiceRecord, t: Observed) -> None:
         memo.reported_exits.add(cid)
         healthy_once = ctx.inp.health_of(t).healthy_once
         if _deploying(rec, memo) and t.revision == rec.revision and not healthy_once:
+            _report_exit(ctx, t)  # task.exited / task.oom_killed first, then why the deploy failed
             _fail(ctx, rec, exit_reason(t) + " before becoming healthy", cid)
         elif t.revision == _target(rec, memo):
             _report_crash(ctx, t)
@@ -228,11 +231,8 @@ def _report_exit(ctx: _Ctx, t: Observed) -> None:
 
 def _report_crash(ctx: _Ctx, t: Observed) -> None:
     _report_exit(ctx, t)
-    memo = ctx.memo
-    memo.restarts += 1
-    delay = backoff(ctx.inp.limits, memo.restarts)
-    memo.next_start_at = ctx.inp.now + delay
-    ctx.emit(ctx.say.task_restarting(t, memo.restarts, delay))
+    delay = _count_restart(ctx)
+    ctx.emit(ctx.say.task_restarting(t, ctx.memo.restarts, delay))
 
 
 def _remove_when_logged(ctx: _Ctx, t: Observed, grace: float | None = None) -> None:
@@ -274,45 +274,107 @@ def _report_health(ctx: _Ctx, live: list[Observed]) -> None:
         else:
             ctx.emit(ctx.say.task_unhealthy(t, h.description))
     alive = {t.container_id for t in ctx.inp.tasks}
-    for cid in list(memo.reported_health):
-        if cid not in alive:
-            del memo.reported_health[cid]
+    for remembered in (memo.reported_health, memo.started):
+        for cid in [c for c in remembered if c not in alive]:
+            del remembered[cid]
 
 
-def _check_deadline(ctx: _Ctx, rec: ServiceRecord, live: list[Observed]) -> None:
-    if not _deploying(rec, ctx.memo):
-        return
-    candidates = [t for t in live if t.revision == rec.revision]
-    if any(ctx.inp.health_of(t).state == "HEALTHY" for t in candidates):
-        return
-    limit = ctx.inp.limits.deploy_deadline_s
-    for t in candidates:
-        # The clock starts when the task runs and is being checked, not when its
-        # container was created: starting can take seconds on a busy host.
+def _started(ctx: _Ctx, t: Observed) -> float | None:
+    """When the task's health clock started (remembered across deployer restarts)."""
+    memo = ctx.memo
+    if t.container_id not in memo.started:
         h_seen = ctx.inp.health.get(t.container_id)
         if h_seen is None:
+            return None  # not running and checked yet
+        # The clock starts when the task runs and is being checked, not when its
+        # container was created: starting can take seconds on a busy host.
+        memo.started[t.container_id] = max(t.created_at, h_seen.since)
+    return memo.started[t.container_id]
+
+
+def _check_deadline(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:
+    """Tasks of the target revision that cannot or did not become healthy in time.
+
+    While the revision deploys, that fails the deployment; once it serves, such a
+    task (a replacement, or one more after scaling up) is stopped and another is
+    started, with backoff."""
+    deploying = _deploying(rec, ctx.memo) and target == rec.revision
+    limit = ctx.inp.limits.deploy_deadline_s
+    for t in (t for t in live if t.revision == target):
+        h = ctx.inp.health_of(t)
+        if h.state != "INITIAL":
             continue
-        started = max(t.created_at, h_seen.since)
-        if ctx.inp.now - started > limit:
-            h = ctx.inp.health_of(t)
+        started = _started(ctx, t)
+        if h.fatal:
+            reason = f"task {t.task_id} cannot become healthy: {h.fatal}"
+        elif started is not None and ctx.inp.now - started > limit:
             detail = f": last health check: {h.description}" if h.description else ""
-            _fail(
-                ctx,
-                rec,
-                f"task {t.task_id} did not become healthy within {limit:g} s{detail}",
-                t.container_id,
-            )
+            reason = f"task {t.task_id} did not become healthy within {limit:g} s{detail}"
+        else:
+            if started is not None:
+                ctx.plan.wake(started + limit + 0.01)
+            continue
+        if deploying:
+            _fail(ctx, rec, reason, t.container_id)
             return
-        ctx.plan.wake(started + limit + 0.01)
+        _stop(ctx, t, reason)
+        _count_restart(ctx)
 
 
-def _ensure_task(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:
-    if target == 0:
+def _count_restart(ctx: _Ctx) -> float:
+    memo = ctx.memo
+    memo.restarts += 1
+    delay = backoff(ctx.inp.limits, memo.restarts)
+    memo.next_start_at = ctx.inp.now + delay
+    return delay
+
+
+def _active(ctx: _Ctx, tasks: list[Observed], revision: int) -> list[Observed]:
+    """Tasks of `revision` that serve or are on their way, oldest first."""
+    return sorted(
+        (
+            t
+            for t in tasks
+            if t.revision == revision and ctx.inp.health_of(t).state in ("HEALTHY", "INITIAL")
+        ),
+        key=lambda t: t.created_at,
+    )
+
+
+def _report_waiting(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:
+    """Tasks the engine has not placed yet (Swarm: no node has room): say why, once."""
+    waiting = [t for t in live if t.revision == target and t.state == "pending"]
+    reasons = sorted({t.pending_reason for t in waiting if t.pending_reason})
+    memo = ctx.memo
+    if not reasons:
         return
-    mine = [t for t in live if t.revision == target]
-    states = {ctx.inp.health_of(t).state for t in mine}
-    if "HEALTHY" in states or "INITIAL" in states:
-        return  # serving, or one on its way
+    reason = f"{len(waiting)} task(s) of revision {target} wait for a node: {'; '.join(reasons)}"
+    if memo.pending_reason != reason:
+        memo.pending_reason = reason
+        td = ctx.inp.definitions.get(target)
+        ctx.emit(
+            ctx.say.placement_pending(
+                target, td.memory_reservation if td else 0, reason, memo.serving_revision
+            )
+        )
+    if target == rec.revision and _deploying(rec, memo):
+        _set_phase(ctx, "PENDING", reason)
+
+
+def _ensure_tasks(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:
+    """Start tasks of the target revision until `count` of them serve or are on their way.
+
+    As many start as memory admits: during a replace the old tasks still hold
+    their memory, so with no room for all of them at once the new tasks come
+    one (or a few) at a time, each old one leaving once a new one serves. With no
+    room for even one, the deploy waits (`deployment.pending`) and the old
+    revision keeps serving."""
+    want = rec.count
+    if target == 0 or want == 0:
+        return
+    missing = want - len(_active(ctx, live, target))
+    if missing <= 0:
+        return
     memo = ctx.memo
     if ctx.inp.now < memo.next_start_at:
         ctx.plan.wake(memo.next_start_at)
@@ -322,14 +384,15 @@ def _ensure_task(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed
         ctx.plan.wake(ctx.inp.now + PENDING_RETRY_S)
         return
     need, free = td.memory_reservation, ctx.inp.free_mb
-    if need > free:
+    room = max(0, free // need) if need > 0 else missing
+    if room == 0:
         reason, event = ctx.say.deployment_pending(
             target, need, free, ctx.inp.limits.capacity_mb, memo.serving_revision
         )
         if memo.pending_reason != reason:
             memo.pending_reason = reason
             ctx.emit(event)
-        if target == rec.revision:
+        if target == rec.revision and _deploying(rec, memo):
             _set_phase(ctx, "PENDING", reason)
         ctx.plan.wake(ctx.inp.now + PENDING_RETRY_S)
         return
@@ -338,34 +401,43 @@ def _ensure_task(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed
         if target == rec.revision and _deploying(rec, memo):
             _set_phase(ctx, "IN_PROGRESS")
     why = "deploying" if target == rec.revision and _deploying(rec, memo) else "restoring"
-    ctx.plan.actions.append(StartTask(td, why))
+    for _ in range(min(missing, room)):
+        ctx.plan.actions.append(StartTask(td, why))
 
 
 def _desired_upstreams(
-    ctx: _Ctx, target: int, live: list[Observed], route: RouteView
+    ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed], route: RouteView
 ) -> tuple[str, ...]:
-    healthy = [
-        t
-        for t in live
-        if t.revision == target and ctx.inp.health_of(t).state == "HEALTHY" and t.upstream
-    ]
-    if healthy:
-        newest = max(healthy, key=lambda t: t.created_at)
-        return (newest.upstream,) if newest.upstream else ()
+    """The tasks the gateway should send requests to.
+
+    The target revision's healthy tasks (up to `count`), and while fewer than
+    `count` of them serve, as many healthy tasks of the revision serving before
+    (those routed already first): a replace never leaves fewer serving than
+    before. With nothing healthy, the live tasks the route has (better an
+    unhealthy task than none)."""
+    want = rec.count
+    if want == 0:
+        return ()
+
+    def healthy(t: Observed) -> bool:
+        return ctx.inp.health_of(t).state == "HEALTHY" and t.upstream is not None
+
+    new = [t for t in _active(ctx, live, target) if healthy(t)][:want]
+    routed = set(route.upstreams)
+    old = sorted(
+        (t for t in live if t.revision != target and healthy(t)),
+        key=lambda t: (t.upstream not in routed, t.created_at),
+    )[: max(0, want - len(new))]
+    chosen = tuple(t.upstream for t in [*new, *old] if t.upstream)
+    if chosen:
+        return chosen
     live_upstreams = {t.upstream for t in live if t.upstream}
-    kept = tuple(u for u in route.upstreams if u in live_upstreams)
-    if kept:
-        return kept
-    fallback = [t for t in live if ctx.inp.health_of(t).state == "HEALTHY" and t.upstream]
-    if fallback:
-        newest = max(fallback, key=lambda t: t.created_at)
-        return (newest.upstream,) if newest.upstream else ()
-    return ()
+    return tuple(u for u in route.upstreams if u in live_upstreams)
 
 
 def _route_and_retire(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Observed]) -> None:
     route = ctx.inp.route or RouteView(upstreams=(), kv_revision=0, acked_revision=0)
-    want = _desired_upstreams(ctx, target, live, route)
+    want = _desired_upstreams(ctx, rec, target, live, route)
     if ctx.inp.route is None or want != route.upstreams:
         if ctx.inp.route is None and not want and target == 0:
             return
@@ -382,32 +454,39 @@ def _route_and_retire(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Obs
         return  # the gateway has not confirmed the switch (or requests still drain)
     routed = set(route.upstreams)
     memo = ctx.memo
-    for t in live:
+    keep = rec.count
+    on_the_way = 0
+    for t in sorted(live, key=lambda t: t.created_at):
         if t.upstream in routed:
             continue
         h = ctx.inp.health_of(t)
-        if t.revision == target and h.state == "INITIAL":
+        if t.revision == target and h.state == "INITIAL" and on_the_way < keep:
+            on_the_way += 1
             continue  # a new task on its way
-        if t.revision == target and not routed:
+        if t.revision == target and not routed and keep:
             continue
-        reason = (
-            f"replaced by revision {target}"
-            if t.revision != target
-            else "replaced by a healthy task"
-        )
+        if t.revision != target:
+            reason = f"replaced by revision {target}"
+        elif keep == 0:
+            reason = "the service is scaled to 0 tasks"
+        elif h.state == "UNHEALTHY":
+            reason = "replaced by a healthy task"
+        else:
+            reason = f"the service is scaled to {keep} tasks"
         _stop(ctx, t, reason)
-    serving_task = next((t for t in live if t.upstream in routed and t.revision == target), None)
-    if serving_task is None:
+    serving = [t for t in live if t.upstream in routed and t.revision == target]
+    if keep and not serving:
         return
     memo.start_attempts = 0
     memo.pull_problem = ""
-    if _deploying(rec, memo) and target == rec.revision:
+    only_target = all(t.revision == target for t in live if t.upstream in routed)
+    if _deploying(rec, memo) and target == rec.revision and only_target:
         memo.serving_revision = rec.revision
         _set_phase(ctx, "COMPLETED")
         ctx.emit(ctx.say.deployment_completed(rec.revision))
-    h = ctx.inp.health_of(serving_task)
-    if memo.restarts and h.state == "HEALTHY":
-        stable_at = h.since + ctx.inp.limits.stable_after_s
+    steady = [ctx.inp.health_of(t) for t in serving if ctx.inp.health_of(t).state == "HEALTHY"]
+    if memo.restarts and steady:
+        stable_at = min(h.since for h in steady) + ctx.inp.limits.stable_after_s
         if ctx.inp.now >= stable_at:
             memo.restarts = 0
         else:
@@ -415,17 +494,22 @@ def _route_and_retire(ctx: _Ctx, rec: ServiceRecord, target: int, live: list[Obs
 
 
 def _teardown(ctx: _Ctx, *, deleted: bool) -> None:
-    """The service is deleted (or being deleted): route first, then tasks, then record it."""
+    """The service is deleted (or being deleted): route first, then tasks, then record it.
+
+    The deletion is done once no task runs and the route is gone: a stopped
+    container that Docker cannot remove yet ("removal in progress", "device or
+    resource busy") does not hold it up. Such leftovers are removed later, in
+    the background: every resync finds them by their labels and tries again."""
     if ctx.inp.route is not None:
         ctx.plan.actions.append(DeleteRoute())
-    left = False
+    running = False
     for t in ctx.inp.tasks:
-        left = True
         if t.live:
+            running = True
             _stop(ctx, t, "service deleted")
         else:
             _remove_when_logged(ctx, t, grace=5.0)
-    if not left and ctx.inp.route is None:
+    if not running and ctx.inp.route is None:
         ctx.plan.actions.append(Finish(remove_images=True))
-    elif left:
+    if ctx.inp.tasks:
         ctx.plan.wake(ctx.inp.now + 1.0)

@@ -21,7 +21,7 @@ from services.deployer.workqueue import Result
 from shared import kv, names
 from shared.bus import Bus
 from shared.models import ServiceRecord, ServiceStatus
-from shared.rules import health_check_path, parse_status_codes
+from shared.rules import health_check_path, health_codes, on_root, parse_status_codes
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,26 @@ class Reconciler:
     def _watch_health(self, key: str, record: ServiceRecord, tasks: list[Observed]) -> None:
         hc = record.health_check
         path = health_check_path(record.project, record.name, hc)
-        codes = tuple(parse_status_codes(hc.status_codes if hc else "200-499"))
+        codes = tuple(parse_status_codes(health_codes(hc)))
         interval = float(hc.interval if hc else 10)
+        root = names.deployment_path(record.project, record.name)
         for t in tasks:
             if t.state == "running" and t.host_port:
+                port = record.definition.container_port if record.definition else 0
+                if record.definition is None or t.revision != record.definition.revision:
+                    port = 0  # another revision's port: not known here, not checked
                 self.health.watch(
                     key,
                     t.container_id,
-                    Probe(f"http://127.0.0.1:{t.host_port}{path}", path, codes, interval),
+                    Probe(
+                        f"http://{t.address}:{t.host_port}{path}",
+                        path,
+                        codes,
+                        interval,
+                        on_root=on_root(hc),
+                        context_root=root,
+                        container_port=port,
+                    ),
                 )
 
     async def _publish_status(self, key: str, status: ServiceStatus) -> None:

@@ -10,6 +10,7 @@ from shared.models import ServiceStatus, TaskHealth, TaskLastStatus, TaskState
 
 _LAST_STATUS: dict[str, TaskLastStatus] = {
     "created": "PROVISIONING",
+    "pending": "PENDING",
     "running": "RUNNING",
     "paused": "RUNNING",
     "restarting": "PENDING",
@@ -39,9 +40,11 @@ def _task_state(inp: Inputs, memo: Memo, t: Observed) -> TaskState:
         last_status=last,
         health=health,
         health_description=h.description if last == "RUNNING" else "",
+        host=t.address,
         host_port=t.host_port,
         exit_code=t.exit_code if last == "STOPPED" else None,
         stopped_reason=exit_reason(t) if last == "STOPPED" and not stopping else "",
+        started_at=memo.started.get(t.container_id, 0.0),
     )
 
 

@@ -17,6 +17,7 @@ import aiohttp
 
 from services.deployer.docker_host import DockerHost
 from services.deployer.executor import Executor
+from services.deployer.firewall import ensure_task_firewall
 from services.deployer.health import HealthMonitor
 from services.deployer.observe import Observer
 from services.deployer.plan import Limits
@@ -25,7 +26,7 @@ from services.deployer.snapshot import ContainerSnapshot
 from services.deployer.workqueue import KeyedQueue
 from shared import bus as busmod
 from shared import docker as shared_docker
-from shared import kv
+from shared import kv, names, natsconf
 from shared.bus import Bus, BusError
 from shared.docker import DockerUnavailable
 from shared.settings import Settings
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 WORKERS = 32
 _INTERESTING = frozenset({"start", "die", "oom", "destroy", "stop", "kill"})
+_EXITS = frozenset({"die", "oom", "kill"})
+EXIT_RECHECKS_S = (0.05, 0.15, 0.4)
 
 
 class Deployer:
@@ -44,7 +47,7 @@ class Deployer:
         self.settings = settings
         self.bus = bus
         self.host = host
-        self.health = HealthMonitor(session, self.enqueue)
+        self.health = HealthMonitor(session, self.enqueue, diagnose=host.listening_ports)
         self.containers = ContainerSnapshot(host)
         limits = Limits(
             deploy_deadline_s=settings.deploy_deadline_s,
@@ -65,6 +68,10 @@ class Deployer:
         if key and "." in key:
             self.queue.add(key)
 
+    def _recheck(self, key: str) -> None:
+        self.containers.invalidate()
+        self.enqueue(key)
+
     def on_stopped(self, key: str) -> None:
         self.containers.invalidate()
         self.enqueue(key)
@@ -77,8 +84,12 @@ class Deployer:
         ready = False
         while not stop.is_set():
             try:
-                for key in await self.reconciler.keys_to_check():
+                keys = await self.reconciler.keys_to_check()
+                for key in keys:
                     self.enqueue(key)
+                await self.host.remove_unused_networks(
+                    {names.split_service_key(k)[0] for k in keys}
+                )
                 if not ready:
                     ready = True
                     log.info("deployer ready: instance %s", self.settings.instance)
@@ -98,6 +109,12 @@ class Deployer:
                     self.containers.invalidate()
                     if key and action in _INTERESTING:
                         self.enqueue(key)
+                    if key and action in _EXITS:
+                        # Docker's container list still says "running" for tens of
+                        # milliseconds after its die event: look again shortly
+                        loop = asyncio.get_running_loop()
+                        for delay_s in EXIT_RECHECKS_S:
+                            loop.call_later(delay_s, self._recheck, key)
             except DockerUnavailable as err:
                 log.warning("%s; reconnecting in %.1fs", err, delay)
             self.containers.invalidate()
@@ -117,7 +134,11 @@ class Deployer:
 
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     password = settings.deployer_secret_path.read_text().strip()
-    bus = await busmod.connect(settings, name="servicectl-deployer", stop=stop)
+    if settings.task_firewall:
+        await ensure_task_firewall()
+    bus = await busmod.connect(
+        settings, name="servicectl-deployer", identity=natsconf.DEPLOYER, stop=stop
+    )
     docker = await shared_docker.connect(settings, stop)
     session = aiohttp.ClientSession()
     deployer = Deployer(settings, bus, DockerHost(docker, settings, password), session)

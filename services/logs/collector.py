@@ -22,6 +22,7 @@ from services.logs.docker_source import DockerSource
 from services.logs.follower import Follower, Limits
 from services.logs.nats_sink import LogSink
 from shared import bus as busmod
+from shared import natsconf
 from shared.bus import BusError
 from shared.docker import DockerUnavailable
 from shared.settings import Settings
@@ -174,7 +175,9 @@ class Collector:
 
 async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     try:
-        bus = await busmod.connect(settings, name="servicectl-logs", stop=stop)
+        bus = await busmod.connect(
+            settings, name="servicectl-logs", identity=natsconf.LOGS, stop=stop
+        )
     except BusError:
         if stop.is_set():
             return

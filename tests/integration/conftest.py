@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from deploy import keys
+from shared import natsserver
 from shared.settings import Settings
 from tests.client import Api, login, make_user, unique
 from tests.stack import VENV_BIN, NatsServer, Proc, Stack, free_port, port_open
@@ -60,11 +62,14 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     """A nats-server of the module's own (random port, temporary store)."""
     base: Path = tmp_path_factory.mktemp("nats")
     port = free_port()
-    argv = [str(VENV_BIN / "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js"]
-    proc = Proc("nats", [*argv, "-sd", str(base)], {}, base / "nats.log", lambda: port_open(port))
+    settings = Settings(nats_url=f"nats://127.0.0.1:{port}", data_dir=base)
+    keys.ensure_all(settings)
+    conf = natsserver.write_config(settings)
+    argv = [str(VENV_BIN / "nats-server"), "-c", str(conf)]
+    proc = Proc("nats", argv, {}, base / "nats.log", lambda: port_open(port))
     proc.start()
     try:
-        yield NatsServer(proc, Settings(nats_url=f"nats://127.0.0.1:{port}", data_dir=base))
+        yield NatsServer(proc, settings)
     finally:
         proc.stop()
 

@@ -11,7 +11,6 @@ that was stored instead of making another.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from deploy import keys
 from services.api.admin import add_user
 from services.api.app import create_app
 from services.api.store import Store
@@ -36,9 +34,8 @@ DEFINITION = {
 
 
 @pytest.fixture
-async def client(nats_server: NatsServer, tmp_path: Any) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = dataclasses.replace(nats_server.settings, data_dir=tmp_path)
-    keys.ensure_all(settings)
+async def client(nats_server: NatsServer) -> AsyncIterator[TestClient[Any, Any]]:
+    settings = nats_server.settings  # its data dir holds the NATS identities' secrets
     await add_user(settings, "alice", "atomic", "correct horse")
     async with TestClient(TestServer(create_app(settings))) as c:
         r = await c.post(

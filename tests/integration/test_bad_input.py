@@ -289,7 +289,20 @@ CASES: dict[str, Case] = {
         "GET", "/services/base/secrets", status=404, message="no such endpoint"
     ),
     "path: method not allowed": Case(
-        "PATCH", "/services/base", {"name": "x"}, status=405, message="not allowed"
+        "POST", "/services/base", {"name": "x"}, status=405, message="not allowed"
+    ),
+    "patch: unknown field": Case(
+        "PATCH", "/services/base", {"name": "x"}, status=400, message="unknown field `name`"
+    ),
+    "patch: nothing to change": Case(
+        "PATCH", "/services/base", {}, status=400, message="nothing to change"
+    ),
+    "patch: bad health path": Case(
+        "PATCH",
+        "/services/base",
+        {"health_check": {"rel_path": "/%2e%2e/x"}},
+        status=400,
+        message="'..' segments",
     ),
     "delete: unknown": Case("DELETE", "/services/nosuch", status=404, message="no service named"),
     "rollback: no such revision": Case(

@@ -3,7 +3,7 @@
 Each test runs `.venv/bin/servicectl` as a subprocess with its own
 XDG_CONFIG_HOME, DOCKER_CONFIG and TMPDIR (so the login and docker
 credentials it writes, and must clean up, are visible), against the session's
-stack: nats-server, registry, Caddy, api, deployer, log collector, gateway.
+stack: nats-server, registry, HAProxy, api, deployer, log collector, gateway.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -308,6 +309,39 @@ def test_follow_logs_and_events_over_websockets(cli: Cli, stack: Stack, app_cont
             stop(f.proc)
 
 
+def test_logs_follow_resumes_exactly_after_an_api_restart(
+    cli: Cli, stack: Stack, app_context: Path
+) -> None:
+    """Regression: after a reconnect the follow replayed up to 500 older lines, out of order."""
+    cli.ok("create", "chatty")
+    cli.ok("push", "chatty", str(app_context), "--tag", "v1")
+    cli.ok("deploy", "chatty", "--tag", "v1", "-e", "MODE=count", "-e", "COUNT_SLEEP_US=20000")
+    logs = Follower(cli, "logs", "chatty", "-f", "-n", "3")
+
+    def numbered(line: str) -> int:
+        m = re.search(r"line (\d+)$", line)
+        return int(m.group(1)) if m else 0
+
+    try:
+        first = numbered(logs.until("line "))
+        while numbered(logs.until("line ")) < first + 30:  # well past the backlog of 3
+            pass
+        stack.procs["api"].restart()
+        resumed = numbered(logs.seen[-1])
+        while numbered(logs.until("line ", timeout=30)) < resumed + 100:
+            pass
+    finally:
+        _code, err = stop(logs.proc)
+    logs.drain()
+    assert "(reconnected)" in err, err
+    numbers = [int(m.group(1)) for line in logs.seen if (m := re.search(r"line (\d+)$", line))]
+    assert numbers == sorted(numbers), "a line came after a later one"
+    assert len(numbers) == len(set(numbers)), "a line came twice"
+    first = numbers[0]
+    assert numbers == list(range(first, first + len(numbers))), "a line went missing"
+    cli.ok("delete", "chatty", "--yes")
+
+
 def test_example_hello_with_port_and_context_root(cli: Cli, stack: Stack, tmp_path: Path) -> None:
     example = tmp_path / "hello"
     shutil.copytree(ROOT / "examples" / "hello", example)
@@ -394,3 +428,186 @@ def test_deploy_without_service_or_image(cli: Cli, stack: Stack) -> None:
     assert "is not in the registry" in r.stderr
     assert "servicectl push empty DIR --tag missing" in r.stderr
     cli.ok("delete", "empty", "--yes")
+
+
+# ---------------------------------------------------------------- after failures (issue 16)
+def test_changes_after_a_failed_deploy_build_on_the_serving_revision(
+    cli: Cli, stack: Stack, app_context: Path
+) -> None:
+    url = f"{stack.gateway_url}/{cli.project}-oops"
+    cli.ok("create", "oops")
+    cli.ok("push", "oops", str(app_context), "--tag", "v1")
+    cli.ok("deploy", "oops", "--tag", "v1", "-e", "GREETING=hi",
+           "--memory-reservation", "16", "--memory-limit", "32")  # fmt: skip
+    failed = cli("deploy", "oops", "--env", "MODE=crash")
+    assert failed.returncode == 1, failed.stderr
+
+    # ls and status show that the newest revision failed and which one serves
+    listed = cli.ok("ls").stdout
+    row = next(line for line in listed.splitlines() if line.startswith("oops "))
+    assert row.split()[1:5] == ["ACTIVE", "2", "1", "FAILED"], listed
+    assert "oops: revision 2 failed: " in listed and "; revision 1 serves" in listed
+    (entry,) = json.loads(cli.ok("ls", "--json").stdout)
+    assert (entry["name"], entry["revision"], entry["serving_revision"], entry["serving"]) == (
+        "oops",
+        2,
+        1,
+        True,
+    )
+    assert entry["deployment"]["status"] == "FAILED" and entry["deployment"]["revision"] == 2
+    assert entry["url"] == url
+    human = cli.ok("status", "oops").stdout
+    assert "Revision  2 (serving: 1)" in human and "Deploy    revision 2 FAILED: " in human
+
+    # env set builds on revision 1 (building on 2 would crash again) and says so
+    again = cli.ok("env", "set", "oops", "GREETING=again")
+    assert "revision 2 (the newest) failed" in again.stderr
+    assert "Deploying oops revision 3 (from serving revision 1)" in again.stderr
+    assert again.stdout.strip() == url
+    assert get(url + "/").text.strip() == f"again from /{cli.project}-oops"
+    revs = json.loads(cli.ok("revisions", "oops", "--json").stdout)
+    assert revs["serving_revision"] == 3
+    rev3 = revs["revisions"][-1]
+    assert (rev3["container_memory_reservation"], rev3["container_memory_limit"]) == (16, 32)
+
+    # env: the user's variables only, masked unless --show; unset of a missing one is refused
+    assert cli.ok("env", "oops").stdout.splitlines() == ["GREETING=*** (5 characters)"]
+    assert cli.ok("env", "oops", "--show").stdout.splitlines() == ["GREETING=again"]
+    listed_env = json.loads(cli.ok("env", "oops", "--json").stdout)
+    assert listed_env == {
+        "name": "oops",
+        "revision": 3,
+        "serving": True,
+        "environment": [{"name": "GREETING", "masked": True, "length": 5}],
+    }
+    nothing = cli("env", "unset", "oops", "NOPE")
+    assert nothing.returncode == 2 and "nothing to unset" in nothing.stderr, nothing.stderr
+    gone = cli.ok("env", "unset", "oops", "GREETING", "--json")
+    lines = [json.loads(line) for line in gone.stdout.splitlines()]
+    assert lines[0]["kind"] == "update" and lines[0]["changes"] == ["-env GREETING"]
+    assert lines[-1]["kind"] == "result" and lines[-1]["ok"] and lines[-1]["revision"] == 4
+    assert cli.ok("env", "oops").stdout == ""
+    cli.ok("delete", "oops", "--yes")
+
+
+def test_a_failed_first_deploy_is_not_serving_and_json_lines(
+    cli: Cli, stack: Stack, app_context: Path
+) -> None:
+    cli.ok("create", "first")
+    cli.ok("push", "first", str(app_context), "--tag", "v1")
+    r = cli("deploy", "first", "--tag", "v1", "--env", "MODE=crash", "--json")
+    assert r.returncode == 1, r.stderr
+    assert "servicectl: deployment of revision 1 of first failed" in r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    first, last = lines[0], lines[-1]
+    assert (first["kind"], first["action"], first["revision"], first["base"]) == (
+        "update",
+        "deploy",
+        1,
+        "defaults",
+    )
+    assert {"kind": "event", "type": "deployment.started"}.items() <= next(
+        x for x in lines if x.get("type") == "deployment.started"
+    ).items()
+    assert (last["kind"], last["ok"], last["status"], last["serving_revision"]) == (
+        "result",
+        False,
+        "FAILED",
+        0,
+    )
+    assert "fatal: cannot connect to the database" in last["last_lines"]
+
+    row = next(line for line in cli.ok("ls").stdout.splitlines() if line.startswith("first "))
+    assert row.split()[1:3] == ["NOT", "SERVING"], row
+    assert "Service   first (NOT SERVING)" in cli.ok("status", "first").stdout
+
+    # nothing serves: the next deploy builds on the newest revision
+    fixed = cli.ok("deploy", "first", "--unset-env", "MODE", "--json")
+    lines = [json.loads(line) for line in fixed.stdout.splitlines()]
+    assert (lines[0]["base"], lines[0]["base_revision"], lines[0]["tag"]) == ("newest", 1, "v1")
+    assert lines[-1] == {
+        "kind": "result",
+        "ok": True,
+        "status": "COMPLETED",
+        "name": "first",
+        "revision": 2,
+        "url": f"{stack.gateway_url}/{cli.project}-first",
+        "reason": "",
+        "serving_revision": 2,
+    }
+    assert all(x["kind"] in ("update", "event", "result") for x in lines)
+
+    # logs, events and whoami as JSON lines; -n 0 prints nothing
+    logs = [json.loads(x) for x in cli.ok("logs", "first", "--json").stdout.splitlines()]
+    assert logs and all(x["task"].startswith("2-") for x in logs)
+    assert {"time", "task", "stream", "message"} <= logs[0].keys()
+    assert cli.ok("logs", "first", "-n", "0").stdout == ""
+    events = [json.loads(x) for x in cli.ok("events", "first", "--json").stdout.splitlines()]
+    assert any(e["type"] == "deployment.completed" for e in events)
+    me = json.loads(cli.ok("whoami", "--json").stdout)
+    assert (me["username"], me["project"]) == (cli.user, cli.project)
+    cli.ok("delete", "first", "--yes")
+
+
+def test_wrong_input_exits_2_and_names_the_flag(cli: Cli, stack: Stack) -> None:
+    cli.ok("create", "bad")
+    r = cli("deploy", "bad", "--memory-limit", "5")
+    assert (r.returncode, r.stderr) == (
+        2,
+        "servicectl: --memory-limit must be at least 6 (MB), got 5\n",
+    )
+    r = cli("deploy", "bad", "--memory-reservation", "6", "--memory-limit", "1000000")
+    assert r.returncode == 2 and r.stderr.startswith("servicectl: --memory-limit must be at most ")
+    r = cli("deploy", "bad", "--tag", "v1/x")
+    assert r.returncode == 2 and r.stderr.startswith("servicectl: --tag must "), r.stderr
+    r = cli("create", "Bad")
+    assert r.returncode == 2 and "must begin with a lower-case letter" in r.stderr
+    r = cli("health", "bad", "--path", "no-slash")
+    assert (r.returncode, r.stderr) == (2, "servicectl: --path must start with '/'\n")
+    # a service never deployed has no logs, and says how to deploy it
+    r = cli("logs", "bad")
+    assert (r.returncode, r.stderr) == (
+        1,
+        "servicectl: bad has not been deployed yet: deploy it with servicectl deploy bad "
+        "--tag TAG\n",
+    )
+    assert "INACTIVE" in cli.ok("ls").stdout
+    cli.ok("delete", "bad", "--yes")
+
+
+def test_health_check_changes_without_a_revision(cli: Cli, stack: Stack) -> None:
+    cli.ok("create", "hc", "--health-path", "/health/", "--health-codes", "200")
+    shown = cli.ok("health", "hc").stdout.strip()
+    assert shown == f"hc: GET /{cli.project}-hc/health/ every 10 s, healthy on 200"
+    changed = json.loads(cli.ok("health", "hc", "--codes", "200-399", "--json").stdout)
+    assert changed == {
+        "name": "hc",
+        "health_check": {
+            "path": f"/{cli.project}-hc/health/",
+            "rel_path": "/health/",
+            "status_codes": "200-399",
+            "interval": 10,
+        },
+    }
+    st = json.loads(cli.ok("status", "hc", "--json").stdout)["status"]
+    assert st["revision"] == 0 and st["target_health"]["status_codes"] == "200-399"
+    cli.ok("delete", "hc", "--yes")
+
+
+def test_scale(cli: Cli, stack: Stack, app_context: Path) -> None:
+    cli.ok("create", "many")
+    cli.ok("push", "many", str(app_context), "--tag", "v1")
+    cli.ok("deploy", "many", "--tag", "v1", "--memory-reservation", "8", "--memory-limit", "32")
+    r = cli("scale", "many", "2", "--json", "--timeout", "60")
+    if r.returncode == 2 and "unknown field `count`" in r.stderr:
+        cli.ok("delete", "many", "--yes")
+        pytest.skip("the API cannot PATCH the task count yet")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert lines[0]["kind"] == "update" and lines[0]["count"] == 2
+    assert lines[-1]["kind"] == "result" and lines[-1]["count_running"] == 2
+    assert any(x["kind"] == "task" for x in lines)
+    st = json.loads(cli.ok("status", "many", "--json").stdout)["status"]
+    assert st["count_running"] == 2
+    cli.ok("scale", "many", "1")
+    cli.ok("delete", "many", "--yes")

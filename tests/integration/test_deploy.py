@@ -1,6 +1,6 @@
 """Deploying: update -> serving through the gateway, zero-downtime replace, rollback.
 
-Everything is real: the registry with our token auth, dockerd, NATS, Caddy, and
+Everything is real: the registry with our token auth, dockerd, NATS, HAProxy, and
 (for the main lifecycle) the clfpy client.
 """
 
@@ -287,23 +287,20 @@ def test_unhealthy_task_is_shown_and_replaced(
     wait_for(replaced, 20, "a replacement task")
 
 
-def test_gateway_caddy_and_dns_restarts_keep_routes(
+def test_gateway_and_haproxy_restarts_keep_routes(
     stack: Stack, api: Api, project: str, serving: str
 ) -> None:
     stack.procs["gateway"].kill()
     assert get(url(stack, project, "svc")).status_code == 200  # the data plane does not need it
-    stack.procs["caddy"].kill()
-    stack.procs["caddy"].start()  # starts with the full configuration; routes come from DNS
-    wait_text(stack, project, "svc", "v1 from", timeout=15)
-    stack.procs["dns"].kill()
-    stack.procs["dns"].start()  # answers from the routes file at once
+    stack.procs["haproxy"].kill()
+    stack.procs["haproxy"].start()  # starts with the routes the gateway last wrote
     wait_text(stack, project, "svc", "v1 from", timeout=15)
     stack.procs["gateway"].start()
     # routes still follow NATS: a new revision is served
     api.put("/services/svc", json=definition("v1", {"GREETING": "after-restarts"}))
     wait_text(stack, project, "svc", "after-restarts from", timeout=30)
-    stack.procs["caddy"].kill()
-    stack.procs["caddy"].start()
+    stack.procs["haproxy"].kill()
+    stack.procs["haproxy"].start()
     wait_text(stack, project, "svc", "after-restarts from", timeout=15)
 
 
@@ -311,7 +308,7 @@ def test_no_failed_request_while_this_and_other_services_change(
     stack: Stack, api: Api, project: str, serving: str, app_image: str, tmp_path: Path
 ) -> None:
     """Keep-alive clients of one service see no error while it is replaced twice and
-    other services are deployed and deleted around it (Caddy is never reloaded)."""
+    other services are deployed and deleted around it (HAProxy is never reloaded)."""
     api.post("/services", json={"name": "other"})
     push(api, "other", app_image, "v1", tmp_path / "d")
     hammers = [Hammer(url(stack, project, "svc")) for _ in range(4)]

@@ -5,7 +5,7 @@ through the gateway the whole time), `chatty` (prints a numbered line every
 40 ms) and `busy` (updated right before each fault, so a deploy is in flight).
 After each fault and restart, everything must converge; no record, revision or
 event may be lost; no log line lost or duplicated; and requests to `steady`
-keep succeeding wherever the data plane (Caddy, the containers) was untouched.
+keep succeeding wherever the data plane (HAProxy, the containers) was untouched.
 Run alone with `make test-faults`.
 """
 
@@ -32,8 +32,8 @@ from tests.stack import Stack
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-KILLS = ["api", "deployer", "logs", "gateway", "registry", "nats", "dns", "caddy"]
-DATA_PLANE = {"caddy", "dns"}  # killing these may fail requests (see docs/GATEWAY.md)
+KILLS = ["api", "deployer", "logs", "gateway", "registry", "nats", "haproxy"]
+DATA_PLANE = {"haproxy"}  # killing it fails requests until it is back (see docs/GATEWAY.md)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared.runner import redact
+
 ROOT = Path(__file__).resolve().parents[2]
 RAW = re.compile(r"\.(nc|js)\b(?!on)")
 
@@ -28,3 +30,11 @@ def test_the_check_finds_raw_use() -> None:
     assert RAW.search("await self.bus.nc.subscribe(x)")
     assert RAW.search("await bus.js.publish(s, b)")
     assert not RAW.search("import json") and not RAW.search("x.json()")
+
+
+def test_log_lines_never_carry_tokens_or_credentials() -> None:
+    token = "sct_" + "A1b2-_" * 7 + "x"
+    text = redact(f"protocols ['servicectl.token.{token}'] don't overlap; Basic dXNlcjpwYXNz")
+    assert token not in text and "dXNlcjpwYXNz" not in text
+    assert "servicectl.token.sct_…(redacted)" in text
+    assert redact("nothing secret here: 200 OK") == "nothing secret here: 200 OK"

@@ -230,7 +230,8 @@ CASES: dict[str, tuple[Case, list[str]]] = {
             R1,
             serving_memo(),
         ),
-        ["emit deployment.started", "emit deployment.failed"],
+        # the task's own exit first (subscribers filter on it), then why the deploy failed
+        ["emit deployment.started", "emit task.exited", "emit deployment.failed"],
     ),
     "never healthy by the deadline: fail and stop it": (
         Case(

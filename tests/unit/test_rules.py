@@ -123,14 +123,16 @@ def test_tag_rules(tag: str, ok: bool) -> None:
         (6, 5, "memory-limit must be at least 6"),
         (128, 64, "greater than or equal"),
         (32, 70000, "at most 65536"),
+        (4000, 8000, None),
+        (4097, 8000, "never be placed: no host has more than 4096 MB"),
     ],
 )
 def test_memory_rules(reservation: int, limit: int, error: str | None) -> None:
     if error is None:
-        check_memory(reservation, limit, 65536)
+        check_memory(reservation, limit, 65536, 4096)
     else:
         with pytest.raises(RuleViolation, match=error):
-            check_memory(reservation, limit, 65536)
+            check_memory(reservation, limit, 65536, 4096)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +195,10 @@ def test_status_codes_reject(spec: str) -> None:
         (HealthCheck(rel_path="/", status_codes="200", interval=5), None),
         (HealthCheck(rel_path="health", status_codes="200", interval=10), "start with '/'"),
         (HealthCheck(rel_path="/../x", status_codes="200", interval=10), "'..'"),
+        (HealthCheck(rel_path="/%2e%2e/x", status_codes="200", interval=10), "'..'"),
+        (HealthCheck(rel_path="/a/%2E/x", status_codes="200", interval=10), "'..'"),
+        (HealthCheck(rel_path="/a%2Fb", status_codes="200", interval=10), "encoded '/'"),
+        (HealthCheck(rel_path="/a%20b", status_codes="200", interval=10), None),
         (HealthCheck(rel_path="/a b", status_codes="200", interval=10), "path characters"),
         (HealthCheck(rel_path="/a?b", status_codes="200", interval=10), "path characters"),
         (HealthCheck(rel_path="/h", status_codes="200", interval=4), "interval"),
