@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-PACKAGES=(docker.io docker-registry busybox-static haproxy)
+# zsh and fish: the CLI's completion scripts are tested in them
+PACKAGES=(docker.io docker-registry busybox-static haproxy zsh fish)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -599,9 +599,6 @@ def test_scale(cli: Cli, stack: Stack, app_context: Path) -> None:
     cli.ok("push", "many", str(app_context), "--tag", "v1")
     cli.ok("deploy", "many", "--tag", "v1", "--memory-reservation", "8", "--memory-limit", "32")
     r = cli("scale", "many", "2", "--json", "--timeout", "60")
-    if r.returncode == 2 and "unknown field `count`" in r.stderr:
-        cli.ok("delete", "many", "--yes")
-        pytest.skip("the API cannot PATCH the task count yet")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert lines[0]["kind"] == "update" and lines[0]["count"] == 2

@@ -7,7 +7,6 @@ checked when they are installed (syntax for zsh, real completions for fish).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -70,7 +69,6 @@ BASH_CASES = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_completes(tmp_path: Path) -> None:
     (tmp_path / "a.env").write_text("A=1\n")
     (tmp_path / "ctx").mkdir()
@@ -89,7 +87,6 @@ def test_bash_completes(tmp_path: Path) -> None:
     assert got == [" ".join(expected) for _, expected in BASH_CASES]
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="no zsh")
 def test_zsh_script_is_valid(tmp_path: Path) -> None:
     script = tmp_path / "_servicectl"
     script.write_text(completion.script(build_parser(), "zsh"))
@@ -101,7 +98,6 @@ def test_zsh_script_is_valid(tmp_path: Path) -> None:
     assert "'*'--env-file'[NAME=VALUE lines to set" in text and ":F:_files'" in text
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="no fish")
 def test_fish_completes(tmp_path: Path) -> None:
     script = tmp_path / "servicectl.fish"
     script.write_text(completion.script(build_parser(), "fish"))
