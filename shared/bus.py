@@ -69,6 +69,7 @@ class Buckets:
     registry_creds: Bucket
     log_cursors: Bucket
     paths: Bucket
+    nodes: Bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +258,7 @@ def bucket_configs() -> list[KeyValueConfig]:
         _bucket(names.BUCKET_REGISTRY_CREDS),
         _bucket(names.BUCKET_LOG_CURSORS),
         _bucket(names.BUCKET_PATHS),
+        _bucket(names.BUCKET_NODES),
     ]
 
 
@@ -325,6 +327,7 @@ async def ensure_resources(
         registry_creds=handles[names.BUCKET_REGISTRY_CREDS],
         log_cursors=handles[names.BUCKET_LOG_CURSORS],
         paths=handles[names.BUCKET_PATHS],
+        nodes=handles[names.BUCKET_NODES],
     )
 
 

@@ -159,6 +159,18 @@ class Route(Record, frozen=True, kw_only=True):
     updated_at: str
 
 
+class NodeInfo(Record, frozen=True, kw_only=True):
+    """A host that runs tasks, as the deployer last saw it (one: the local engine)."""
+
+    name: str
+    address: str
+    state: str  # ready, down, ...
+    availability: str  # active, pause, drain
+    memory_mb: int  # what tasks may reserve on it
+    reserved_mb: int
+    updated_at: str
+
+
 class GatewayAck(Record, frozen=True, kw_only=True):
     """Written by the gateway once a route is live and removed upstreams are idle."""
 

@@ -21,6 +21,7 @@ BUCKET_GATEWAY: Final = "servicectl_gateway"
 BUCKET_REGISTRY_CREDS: Final = "servicectl_registry_creds"
 BUCKET_LOG_CURSORS: Final = "servicectl_log_cursors"
 BUCKET_PATHS: Final = "servicectl_paths"  # deployment path -> the service that owns it
+BUCKET_NODES: Final = "servicectl_nodes"  # the hosts that run tasks, by name
 
 # ---------------------------------------------------------------- streams
 STREAM_EVENTS: Final = "SERVICECTL_EVENTS"

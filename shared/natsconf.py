@@ -123,6 +123,7 @@ ALL_BUCKETS = (
     names.BUCKET_REGISTRY_CREDS,
     names.BUCKET_LOG_CURSORS,
     names.BUCKET_PATHS,
+    names.BUCKET_NODES,
 )
 
 
@@ -135,7 +136,10 @@ def _perms(identity: str, publish: Iterable[str], subscribe: Iterable[str] = ())
 
 # bucket -> may write, for each platform identity that uses buckets
 BUCKET_ACCESS: dict[str, dict[str, bool]] = {
-    API: {bucket: True for bucket in ALL_BUCKETS if bucket != names.BUCKET_LOG_CURSORS},
+    API: {
+        **{bucket: True for bucket in ALL_BUCKETS if bucket != names.BUCKET_LOG_CURSORS},
+        names.BUCKET_NODES: False,
+    },
     DEPLOYER: {
         names.BUCKET_STATUS: True,
         names.BUCKET_ROUTES: True,
@@ -143,6 +147,7 @@ BUCKET_ACCESS: dict[str, dict[str, bool]] = {
         names.BUCKET_SERVICES: False,
         names.BUCKET_REVISIONS: False,
         names.BUCKET_LOG_CURSORS: False,
+        names.BUCKET_NODES: True,
     },
     LOGS: {names.BUCKET_LOG_CURSORS: True},
     GATEWAY: {names.BUCKET_ROUTES: False, names.BUCKET_GATEWAY: True},

@@ -50,6 +50,13 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw == "" else raw
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _str(env, name, default)
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -108,6 +115,9 @@ class Settings:
     # the NATS address users are told to connect to (with their session token)
     nats_public_url: str = ""
     docker_url: str = "unix:///var/run/docker.sock"
+    # which engine runs tasks: "docker" (the one engine of this host) or "swarm" (a Docker
+    # Swarm whose manager answers at docker_url: tasks placed across its nodes)
+    engine: str = "docker"
 
     # api
     api_host: str = "127.0.0.1"
@@ -252,6 +262,7 @@ class Settings:
             nats_url=_str(env, "SERVICECTL_NATS_URL", d.nats_url),
             nats_public_url=_str(env, "SERVICECTL_NATS_PUBLIC_URL", ""),
             docker_url=_str(env, "SERVICECTL_DOCKER_URL", d.docker_url),
+            engine=_choice(env, "SERVICECTL_ENGINE", d.engine, ("docker", "swarm")),
             api_host=api_host,
             api_port=api_port,
             api_prefix=_normalise_prefix(_str(env, "SERVICECTL_API_PREFIX", "")),

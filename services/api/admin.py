@@ -3,6 +3,7 @@
     servicectl-admin add-user USERNAME --project PROJECT   (password: first line of stdin)
     servicectl-admin list-users
     servicectl-admin remove-user USERNAME
+    servicectl-admin nodes
 
 Connects to NATS (SERVICECTL_NATS_URL) like the services do. Users live in the
 users bucket with an scrypt hash of their password.
@@ -18,10 +19,10 @@ import sys
 from services.api import secrets
 from services.api.users import UserDirectory
 from shared import bus as busmod
-from shared import natsserver
+from shared import kv, natsserver
 from shared.bus import BusError, Conflict
 from shared.clock import iso_now
-from shared.models import UserRecord
+from shared.models import NodeInfo, UserRecord
 from shared.rules import RuleViolation, check_password, check_project, check_username
 from shared.settings import Settings, SettingsError
 
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--project", required=True, help="project the user may log in to")
     sub.add_parser("list-users", help="list users and their projects")
+    sub.add_parser(
+        "nodes",
+        help="list the hosts that run tasks, with the memory reserved and free on each",
+        description="The hosts as the deployer last saw them: one (this engine) unless the "
+        "platform runs on a Docker Swarm (SERVICECTL_ENGINE=swarm; docs/MULTIHOST.md).",
+    )
     rm = sub.add_parser("remove-user", help="delete a user and revoke their session tokens")
     rm.add_argument("username")
     return p
@@ -123,6 +130,35 @@ async def list_users(settings: Settings) -> str:
     return "\n".join(f"{u.username}\t{','.join(u.projects)}" for u in found)
 
 
+async def list_nodes(settings: Settings) -> str:
+    users = await _connect(settings)
+    try:
+        found = await kv.scan(users.bus.kv.nodes, ">", NodeInfo)
+    finally:
+        await users.bus.close()
+    if not found:
+        return "no nodes known yet (is the deployer running?)"
+    rows = [("NODE", "ADDRESS", "STATE", "AVAILABILITY", "MEMORY MB", "RESERVED MB", "FREE MB")]
+    for v in sorted(found, key=lambda v: v.key):
+        n = v.value
+        free = max(0, n.memory_mb - n.reserved_mb)
+        rows.append(
+            (
+                n.name,
+                n.address,
+                n.state,
+                n.availability,
+                str(n.memory_mb),
+                str(n.reserved_mb),
+                str(free),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
 async def remove_user(settings: Settings, username: str) -> str:
     users = await _connect(settings)
     try:
@@ -147,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
             out = asyncio.run(add_user(settings, args.username, args.project, password))
         elif args.command == "list-users":
             out = asyncio.run(list_users(settings))
+        elif args.command == "nodes":
+            out = asyncio.run(list_nodes(settings))
         else:
             out = asyncio.run(remove_user(settings, args.username))
     except (RuleViolation, SettingsError, BusError) as err:

@@ -24,11 +24,19 @@ def build_revision(
     body: ServiceDefinitionBody,
     *,
     rolled_back_from: int | None = None,
+    largest_node_mb: int | None = None,
 ) -> PlannedRevision:
-    """Validate `body` and make it revision `record.revision + 1` of the service."""
+    """Validate `body` and make it revision `record.revision + 1` of the service.
+
+    `largest_node_mb`: the most any host can reserve for one task (the deployer's
+    view of its nodes); the configured capacity when it is not known."""
     check_tag(body.container_tag)
+    room = largest_node_mb if largest_node_mb else settings.capacity_mb
     check_memory(
-        body.memory_reservation, body.memory_limit, settings.max_memory_mb, settings.capacity_mb
+        body.memory_reservation,
+        body.memory_limit,
+        max(settings.max_memory_mb, room) if largest_node_mb else settings.max_memory_mb,
+        room,
     )
     check_port(body.container_port)
     env = [EnvVar(name=e.name, value=e.value) for e in body.environment]

@@ -267,8 +267,10 @@ async def update_service(request: web.Request) -> web.Response:
     await find_service(request, who, include_deleting=False)
     body = await read_body(request, ServiceDefinitionBody, settings.max_body_bytes)
 
+    largest = await request.app[STORE].largest_node_mb()
+
     def make(record: ServiceRecord) -> tuple[TaskDefinition, list[str]]:
-        planned = build_revision(settings, record, body)
+        planned = build_revision(settings, record, body, largest_node_mb=largest)
         return planned.definition, planned.warnings
 
     return await _store_revision(request, who, make)
@@ -392,8 +394,12 @@ async def rollback_service(request: web.Request) -> web.Response:
         raise NotFound(f"revision {target} of service {record.name!r} no longer exists")
     old_body = body_of(source)
 
+    largest = await store.largest_node_mb()
+
     def make(current: ServiceRecord) -> tuple[TaskDefinition, list[str]]:
-        planned = build_revision(settings, current, old_body, rolled_back_from=target)
+        planned = build_revision(
+            settings, current, old_body, rolled_back_from=target, largest_node_mb=largest
+        )
         return planned.definition, planned.warnings
 
     return await _store_revision(request, who, make)

@@ -20,6 +20,7 @@ from shared.bus import Bus, BusError, Conflict
 from shared.events import AnyEvent, Event
 from shared.kv import Versioned
 from shared.models import (
+    NodeInfo,
     PathClaim,
     ServiceRecord,
     ServiceStatus,
@@ -193,6 +194,16 @@ class Store:
     async def purge_revisions(self, project: str, name: str) -> None:
         for key in await kv.keys(self.bus.kv.revisions, names.revisions_of_service(project, name)):
             await kv.purge(self.bus.kv.revisions, key)
+
+    async def largest_node_mb(self) -> int | None:
+        """What the largest host that takes tasks can reserve; None before the deployer said."""
+        nodes = await kv.scan(self.bus.kv.nodes, ">", NodeInfo)
+        sizes = [
+            n.value.memory_mb
+            for n in nodes
+            if n.value.state == "ready" and n.value.availability == "active"
+        ]
+        return max(sizes) if sizes else None
 
     # ------------------------------------------------------------ observed state
     async def get_status(self, project: str, name: str) -> ServiceStatus | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,21 @@ class DockerHost:
             raise DockerUnavailable(f"cannot remove {container_id[:12]}: {err}") from err
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnavailable(f"cannot remove {container_id[:12]}: {err}") from err
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """This one host: what tasks may reserve here (the configured capacity) and do."""
+        listing = await self.list_tasks()
+        reserved = sum(t.memory_reservation for _, _, t in listing if t.live)
+        return [
+            {
+                "name": socket.gethostname(),
+                "address": "127.0.0.1",
+                "state": "ready",
+                "availability": "active",
+                "memory_mb": self.settings.capacity_mb,
+                "reserved_mb": reserved,
+            }
+        ]
 
     async def listening_ports(self, container_id: str) -> set[int]:
         """TCP ports the task listens on (its network namespace's sockets); empty if unknown."""

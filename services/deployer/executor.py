@@ -20,7 +20,8 @@ from typing import assert_never
 
 import msgspec
 
-from services.deployer.docker_host import DockerHost, ImageNotFound, StartFailed
+from services.deployer.docker_host import ImageNotFound, StartFailed
+from services.deployer.engine import TaskEngine
 from services.deployer.messages import Wording
 from services.deployer.model import (
     Action,
@@ -57,7 +58,7 @@ class Executor:
     def __init__(
         self,
         bus: Bus,
-        host: DockerHost,
+        host: TaskEngine,
         free_mb: Callable[[], Awaitable[int]],
         on_stopped: Callable[[str], None],
     ) -> None:

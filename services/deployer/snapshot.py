@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.deployer.docker_host import DockerHost
+from services.deployer.engine import TaskEngine
 from services.deployer.model import Observed
 
 MAX_AGE_S = 1.0
@@ -21,7 +21,7 @@ Listing = list[tuple[str, str, Observed]]
 
 
 class ContainerSnapshot:
-    def __init__(self, host: DockerHost) -> None:
+    def __init__(self, host: TaskEngine) -> None:
         self.host = host
         self._lock = asyncio.Lock()
         self._generation = 0

@@ -16,6 +16,7 @@ import logging
 import aiohttp
 
 from services.deployer.docker_host import DockerHost
+from services.deployer.engine import TaskEngine
 from services.deployer.executor import Executor
 from services.deployer.firewall import ensure_task_firewall
 from services.deployer.health import HealthMonitor
@@ -23,12 +24,15 @@ from services.deployer.observe import Observer
 from services.deployer.plan import Limits
 from services.deployer.reconciler import Reconciler
 from services.deployer.snapshot import ContainerSnapshot
+from services.deployer.swarm_host import SwarmHost
 from services.deployer.workqueue import KeyedQueue
 from shared import bus as busmod
 from shared import docker as shared_docker
 from shared import kv, names, natsconf
 from shared.bus import Bus, BusError
+from shared.clock import iso_now
 from shared.docker import DockerUnavailable
+from shared.models import NodeInfo
 from shared.settings import Settings
 from shared.tasks import run_until_stopped
 
@@ -42,7 +46,7 @@ EXIT_RECHECKS_S = (0.05, 0.15, 0.4)
 
 class Deployer:
     def __init__(
-        self, settings: Settings, bus: Bus, host: DockerHost, session: aiohttp.ClientSession
+        self, settings: Settings, bus: Bus, host: TaskEngine, session: aiohttp.ClientSession
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -53,7 +57,8 @@ class Deployer:
             deploy_deadline_s=settings.deploy_deadline_s,
             backoff_s=settings.restart_backoff_s,
             backoff_cap_s=settings.restart_backoff_cap_s,
-            capacity_mb=settings.capacity_mb,
+            # Swarm admits tasks by their reservation itself (and says why one waits)
+            capacity_mb=settings.capacity_mb if settings.engine == "docker" else 1 << 40,
         )
         observer = Observer(bus, self.containers, self.health, limits)
         self.executor = Executor(bus, host, observer.free_mb_now, self.on_stopped)
@@ -90,6 +95,7 @@ class Deployer:
                 await self.host.remove_unused_networks(
                     {names.split_service_key(k)[0] for k in keys}
                 )
+                await self.publish_nodes()
                 if not ready:
                     ready = True
                     log.info("deployer ready: instance %s", self.settings.instance)
@@ -99,6 +105,15 @@ class Deployer:
                 await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_s)
             except TimeoutError:
                 pass
+
+    async def publish_nodes(self) -> None:
+        """The hosts and their memory, for the api (largest reservation) and operators."""
+        now = iso_now()
+        found = {n["name"]: NodeInfo(**n, updated_at=now) for n in await self.host.nodes()}
+        for name, info in found.items():
+            await kv.put(self.bus.kv.nodes, name, info)
+        for name in set(await kv.keys(self.bus.kv.nodes, ">")) - set(found):
+            await kv.purge(self.bus.kv.nodes, name)
 
     async def docker_events(self, stop: asyncio.Event) -> None:
         delay = 0.5
@@ -141,7 +156,12 @@ async def run(settings: Settings, *, stop: asyncio.Event) -> None:
     )
     docker = await shared_docker.connect(settings, stop)
     session = aiohttp.ClientSession()
-    deployer = Deployer(settings, bus, DockerHost(docker, settings, password), session)
+    host: TaskEngine = (
+        SwarmHost(docker, settings, password)
+        if settings.engine == "swarm"
+        else DockerHost(docker, settings, password)
+    )
+    deployer = Deployer(settings, bus, host, session)
 
     async def on_reconnect() -> None:
         deployer.rewatch.set()
