@@ -36,7 +36,7 @@ def registry_config(settings: Settings, http_secret: str) -> str:
                 }
             },
         },
-        "http": {"addr": settings.registry_addr, "secret": http_secret},
+        "http": {"addr": settings.registry_listen or settings.registry_addr, "secret": http_secret},
         "auth": {
             "token": {
                 "realm": settings.token_realm,

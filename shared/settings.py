@@ -138,7 +138,8 @@ class Settings:
     gateway_slots: int = 64
 
     # registry
-    registry_addr: str = "127.0.0.1:5000"
+    registry_addr: str = "127.0.0.1:5000"  # how engines (and users) reach the registry
+    registry_listen: str = ""  # where it listens, if not there (e.g. 0.0.0.0:5000)
     docker_cred_ttl_s: int = 12 * 3600
 
     # deployer
@@ -284,6 +285,7 @@ class Settings:
             ).rstrip("/"),
             gateway_slots=_int(env, "SERVICECTL_GATEWAY_SLOTS", d.gateway_slots, 1, 50_000),
             registry_addr=_str(env, "SERVICECTL_REGISTRY_ADDR", d.registry_addr),
+            registry_listen=_str(env, "SERVICECTL_REGISTRY_LISTEN", ""),
             docker_cred_ttl_s=_int(
                 env, "SERVICECTL_DOCKER_CRED_TTL", d.docker_cred_ttl_s, 10, 30 * 86400
             ),

@@ -174,7 +174,11 @@ class Stack:
 
     COMPONENTS = ("nats", "registry", "haproxy", "api", "deployer", "logs", "gateway")
 
-    def __init__(self, base: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        extra_env: dict[str, str] | Callable[[dict[str, int]], dict[str, str]] | None = None,
+    ) -> None:
         self.base = base
         self.instance = "t" + uuid.uuid4().hex[:8]
         self.ports = {
@@ -196,7 +200,7 @@ class Stack:
             "SERVICECTL_LOG_LEVEL": "DEBUG",
             "SERVICECTL_STOP_TIMEOUT": "3",
         }
-        env.update(extra_env or {})
+        env.update((extra_env(self.ports) if callable(extra_env) else extra_env) or {})
         self.service_env = env
         self.settings = Settings.from_env(env)
         self.env = {**os.environ, **env}
