@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export SERVICECTL_DATA_DIR ?= $(CURDIR)/var
 
 .PHONY: up test test-fast test-faults bootstrap docker lint typecheck check demo bench \
-        registry-gc schemathesis clean
+        registry-gc schemathesis clean cluster-up cluster-down test-multihost
 
 up: docker ## install what is missing, start everything, print how to use it
 	$(PY) -m deploy up
@@ -18,6 +18,15 @@ test-fast: bootstrap ## unit tests only (no servers)
 
 test-faults: docker ## the fault-injection tests alone
 	$(PY) -m pytest -q -ra -m faults
+
+test-multihost: docker ## the tests on a 3-node Swarm in network namespaces, alone
+	$(PY) -m pytest -q -ra -m multihost
+
+cluster-up: bootstrap ## a 3-node Swarm (dockerd per network namespace) to try by hand
+	$(PY) -m deploy.cluster up
+
+cluster-down: bootstrap ## remove everything cluster-up made
+	$(PY) -m deploy.cluster down
 
 bootstrap:
 	@deploy/bootstrap.sh

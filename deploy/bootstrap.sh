@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-# zsh and fish: the CLI's completion scripts are tested in them
-PACKAGES=(docker.io docker-registry busybox-static haproxy zsh fish)
+# zsh and fish: the CLI's completion scripts are tested in them;
+# iproute2: the multi-node test cluster's namespaces (deploy/cluster.py);
+# chromium and chromium-driver: the dashboard's browser tests (Selenium)
+PACKAGES=(docker.io docker-registry busybox-static haproxy zsh fish iproute2 chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -17,6 +17,7 @@ overlays in 10.251.128.0/17) and four clusters never overlap.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ DEFAULT_NODES = 3
 REGISTRY_PORT = 5000
 HEARTBEAT = "1s"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+# The process name of the nodes' dockerds: `pgrep -x dockerd` (the fault tests'
+# way to find the machine's engine) must not find them; `pgrep dockerd` still does.
+DOCKERD_NAME = "sc-dockerd"
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the final NUL
 
 
@@ -39,7 +43,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NodeSpec:
+class Node:
     """One node: a network namespace with one dockerd in it."""
 
     cluster: str
@@ -74,7 +78,7 @@ class NodeSpec:
         return self.state_dir / "docker.sock"
 
     @property
-    def docker_host(self) -> str:
+    def docker_url(self) -> str:
         return f"unix://{self.socket_path}"
 
     @property
@@ -102,6 +106,11 @@ class NodeSpec:
     def log_path(self) -> Path:
         return self.state_dir / "dockerd.log"
 
+    @property
+    def dockerd_link(self) -> Path:
+        """dockerd under the name `DOCKERD_NAME` (see there)."""
+        return self.state_dir.parent / DOCKERD_NAME
+
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSpec:
@@ -110,7 +119,7 @@ class ClusterSpec:
     name: str
     index: int
     registry: str
-    nodes: tuple[NodeSpec, ...]
+    nodes: tuple[Node, ...]
 
     @property
     def base(self) -> int:
@@ -139,8 +148,7 @@ class ClusterSpec:
 
     @property
     def root_veth(self) -> str:
-        """The root namespace's end of the routed veth (at most 15 characters)."""
-        return f"{self.name}-root"
+        return root_veth(self.name)
 
     @property
     def root_veth_peer(self) -> str:
@@ -151,7 +159,7 @@ class ClusterSpec:
         return f"10.251.{128 + self.base}.0/19"
 
     @property
-    def manager(self) -> NodeSpec:
+    def manager(self) -> Node:
         return self.nodes[0]
 
     @property
@@ -173,6 +181,11 @@ def state_dir(name: str) -> Path:
 
 def data_dir(name: str) -> Path:
     return DATA_ROOT / name
+
+
+def root_veth(name: str) -> str:
+    """The root namespace's end of the routed veth (at most 15 characters)."""
+    return f"{name}-root"
 
 
 def check_name(name: str) -> str:
@@ -227,7 +240,7 @@ def plan_cluster(
         raise ConfigError(f"nodes: {len(memory_mb)} is outside 1..{MAX_NODES}")
     base = 32 * index
     nodes = tuple(
-        NodeSpec(
+        Node(
             cluster=name,
             index=i,
             memory_mb=mb,
@@ -252,13 +265,13 @@ def plan_cluster(
     return spec
 
 
-def daemon_config(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
+def daemon_config(spec: ClusterSpec, node: Node) -> dict[str, Any]:
     """The node's `daemon.json`: nothing shared with the machine's own dockerd."""
     return {
         "data-root": str(node.data_root),
         "exec-root": str(node.exec_root),
         "pidfile": str(node.pidfile),
-        "hosts": [node.docker_host],
+        "hosts": [node.docker_url],
         "bip": node.bip,
         "default-address-pools": [{"base": node.address_pool, "size": 24}],
         "cgroup-parent": node.cgroup_parent,
@@ -290,7 +303,7 @@ def swarm_init_args(spec: ClusterSpec) -> list[str]:
     ]
 
 
-def swarm_join_args(spec: ClusterSpec, node: NodeSpec, token: str) -> list[str]:
+def swarm_join_args(spec: ClusterSpec, node: Node, token: str) -> list[str]:
     return [
         "swarm",
         "join",
@@ -301,6 +314,66 @@ def swarm_join_args(spec: ClusterSpec, node: NodeSpec, token: str) -> list[str]:
         "--listen-addr",
         f"{node.address}:2377",
         f"{spec.manager.address}:2377",
+    ]
+
+
+def network_commands(spec: ClusterSpec) -> list[list[str]]:
+    """The `ip` commands that build the hub, the routed veth and each node's namespace."""
+    hub = ["ip", "-n", spec.hub_netns]
+    root_veth = ["ip", "link", "add", spec.root_veth, "type", "veth"]
+    steps = [
+        ["ip", "netns", "add", spec.hub_netns],
+        [*hub, "link", "set", "lo", "up"],
+        [*hub, "link", "add", spec.bridge, "type", "bridge"],
+        [*hub, "addr", "add", f"{spec.bridge_address}/24", "dev", spec.bridge],
+        [*hub, "link", "set", spec.bridge, "up"],
+        [*root_veth, "peer", "name", spec.root_veth_peer, "netns", spec.hub_netns],
+        ["ip", "addr", "add", f"{spec.hub_address}/24", "dev", spec.root_veth],
+        ["ip", "link", "set", spec.root_veth, "up"],
+        [*hub, "link", "set", spec.root_veth_peer, "master", spec.bridge, "up"],
+    ]
+    for n in spec.nodes:
+        node = ["ip", "-n", n.netns]
+        port = [*hub, "link", "add", n.hub_port, "type", "veth"]
+        steps += [
+            ["ip", "netns", "add", n.netns],
+            [*port, "peer", "name", "eth0", "netns", n.netns],
+            [*hub, "link", "set", n.hub_port, "master", spec.bridge, "up"],
+            [*node, "addr", "add", f"{n.address}/24", "dev", "eth0"],
+            [*node, "link", "set", "eth0", "up"],
+            [*node, "link", "set", "lo", "up"],
+        ]
+    return steps
+
+
+def dockerd_command(node: Node) -> list[str]:
+    """The command that starts the node's dockerd in its netns and a private mount namespace.
+
+    nsenter, not `ip netns exec` (which remounts /sys and hides the cgroups from
+    dockerd); inside, a fresh sysfs shows dockerd the node's own interfaces, the
+    cgroup mounts are moved back onto it, /proc/meminfo gives the node its size
+    and /run/containerd its own directory for shim sockets. The mount namespace
+    is a slave, so none of the node's mounts shows in the root namespace.
+    """
+    q = shlex.quote
+    aside = q(str(node.state_dir / "cgroup"))
+    script = "; ".join(
+        [
+            "set -e",
+            f"hostname {q(node.name)}",
+            f"mkdir -p {aside} /run/containerd",
+            f"mount --rbind /sys/fs/cgroup {aside}",
+            "mount -t sysfs sysfs /sys",
+            f"mount --move {aside} /sys/fs/cgroup",
+            f"mount --bind {q(str(node.meminfo_path))} /proc/meminfo",
+            f"mount --bind {q(str(node.containerd_run))} /run/containerd",
+            f"exec {q(str(node.dockerd_link))} --config-file {q(str(node.config_path))}",
+        ]
+    )
+    return [
+        *("nsenter", f"--net=/run/netns/{node.netns}", "--"),
+        *("unshare", "--mount", "--uts", "--propagation", "slave", "--"),
+        *("sh", "-c", script),
     ]
 
 
@@ -316,7 +389,7 @@ def edit_meminfo(text: str, memory_mb: int) -> str:
             key, spaces, number, unit = m.group(1), m.group(2), m.group(3), m.group(4) or ""
             value = total_kb if key in fields else min(int(number), total_kb)
             width = len(spaces) + len(number)
-            line = f"{key}:{str(value).rjust(width - 1):>{width}}{unit}"
+            line = f"{key}: {str(value).rjust(width - 1)}{unit}"
         out.append(line)
     if not any(line.startswith("MemTotal:") for line in out):
         raise ConfigError("meminfo has no MemTotal line")

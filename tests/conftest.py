@@ -13,7 +13,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if asyncio.iscoroutinefunction(getattr(item, "function", None)):
             item.fixturenames.insert(0, "no_leaked_tasks")  # type: ignore[attr-defined]
     # Fault injection last: restarting dockerd kills every container on the machine.
-    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+    # The multi-node cluster just before it (its marker is set by its conftest,
+    # whose hook runs before this one).
+    items.sort(key=_order)
+
+
+def _order(item: pytest.Item) -> int:
+    if item.get_closest_marker("faults") is not None:
+        return 2
+    return 1 if item.get_closest_marker("multihost") is not None else 0
 
 
 @pytest.fixture

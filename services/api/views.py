@@ -71,6 +71,7 @@ def _task_view(task: TaskState, defs: Mapping[int, TaskDefinition], current: int
         "desired_status": task.desired_status,
         "last_status": task.last_status,
         "health": task.health.lower(),
+        "host": task.host,
         "task_definition": task_definition_view(defs.get(task.revision), task.revision, current),
     }
     if task.exit_code is not None:
@@ -83,6 +84,7 @@ def _task_view(task: TaskState, defs: Mapping[int, TaskDefinition], current: int
 def _target_view(task: TaskState) -> dict[str, Any]:
     target: dict[str, Any] = {
         "target": task.task_id,
+        "host": task.host,
         "port": task.host_port,
         "health": task.health.lower(),
     }

@@ -383,10 +383,13 @@ class DockerHost:
 
     async def last_lines(self, container_id: str, n: int = 10) -> list[str]:
         try:
-            lines = await self.docker.containers.container(container_id).log(
-                stdout=True, stderr=True, tail=n
+            lines = await asyncio.wait_for(
+                self.docker.containers.container(container_id).log(
+                    stdout=True, stderr=True, tail=n
+                ),
+                2.0,
             )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError):
             return []
         text = "".join(lines)
         return [line for line in text.splitlines() if line.strip()][-n:]

@@ -46,6 +46,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+LINES_TIMEOUT_S = 2.0
 POLL_S = 0.5  # Swarm's task states are read this often (its event stream has no task states)
 _ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError)
 
@@ -321,10 +322,12 @@ class SwarmHost:
             ) from err
 
     async def last_lines(self, service_id: str, n: int = 10) -> list[str]:
+        """The task's last lines, from its node through the manager (none if it cannot say
+        within LINES_TIMEOUT_S: a node that is down never answers)."""
         try:
             logs = self.docker.services.logs(service_id, stdout=True, stderr=True, tail=str(n))
-            lines = await logs  # type: ignore[misc]
-        except (*_ERRORS, TypeError):
+            lines: list[str] = await asyncio.wait_for(logs, LINES_TIMEOUT_S)  # type: ignore[arg-type]
+        except (*_ERRORS, TypeError, TimeoutError):
             return []
         text = "".join(lines)
         return [line for line in text.splitlines() if line.strip()][-n:]
