@@ -231,8 +231,11 @@ def test_a_node_lost_moves_its_tasks_to_the_others(
     deploy(mstack, mapi, "survivor", image, tmp_path, {"GREETING": "alive"})
     scale(mapi, "survivor", 3)
     tasks = healthy(mapi, "survivor", 3)
-    victim = next(n for n in mstack.cluster.nodes if n.index != 1)  # not the manager
-    assert victim.address in {t["host"] for t in tasks}
+    # Swarm spreads by tasks per node over all services, so pick a worker that holds one
+    hosts = {t["host"] for t in tasks}
+    workers = [n for n in mstack.cluster.nodes if n.index != 1 and n.address in hosts]
+    assert workers, f"3 tasks and none on a worker node: {hosts}"
+    victim = workers[0]
     lost_at = time.monotonic()
     mstack.cluster.link_down(victim.index)
     try:
