@@ -1,4 +1,4 @@
-"""`python -m bench [deploy|gateway|logs|api|scale|all]`: run benchmark parts, print the table.
+"""`python -m bench [PART ...]`: run benchmark parts (or all), print the table.
 
 Each part gets a fresh platform (stopped and cleaned up afterwards, also on
 errors or Ctrl-C); a part that fails is reported in the table as not measured
@@ -24,13 +24,22 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import images, part_api, part_deploy, part_gateway, part_logs, part_scale, wrk
+from bench import (
+    images,
+    part_api,
+    part_deploy,
+    part_gateway,
+    part_logs,
+    part_multihost,
+    part_scale,
+    wrk,
+)
 from bench.console import log
 from bench.harness import Platform, docker_ok, remove_baselines
 from bench.profile import Profiler
 from bench.report import Row, render
 
-PARTS = ("deploy", "gateway", "logs", "api", "scale")
+PARTS = ("deploy", "gateway", "logs", "api", "scale", "multihost")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,7 +70,9 @@ def _runner(part: str, imgs: Images) -> Callable[[Platform], Coroutine[Any, Any,
         return lambda p: part_logs.run(p, imgs.get("app"))
     if part == "api":
         return part_api.run
-    return lambda p: part_scale.run(p, imgs.get("app"))
+    if part == "scale":
+        return lambda p: part_scale.run(p, imgs.get("app"))
+    raise ValueError(f"part {part} has no single-host platform")
 
 
 def _machine() -> str:
@@ -136,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             log(f"--- {part}")
             try:
-                with Platform(run_id, workdir, profiler) as p:
-                    rows += asyncio.run(_runner(part, imgs)(p))
+                if part == "multihost":  # a platform of its own, on a test cluster
+                    rows += part_multihost.run(run_id, workdir, imgs.get("app"))
+                else:
+                    with Platform(run_id, workdir, profiler) as p:
+                        rows += asyncio.run(_runner(part, imgs)(p))
             except KeyboardInterrupt:
                 raise
             except Exception as err:

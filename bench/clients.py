@@ -53,6 +53,7 @@ class Hammer:
     clients: int = 2
     ok: int = 0
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # perf_counter of each failure
     first_seen: dict[str, float] = field(default_factory=dict)  # text -> perf_counter
     watch_for: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -65,6 +66,7 @@ class Hammer:
                     body = await r.text()
                     if r.status != 200:
                         self.failures.append(f"{r.status} {body[:80]}")
+                        self.failed_at.append(time.perf_counter())
                         continue
                     self.ok += 1
                     for text in self.watch_for:
@@ -72,6 +74,7 @@ class Hammer:
                             self.first_seen[text] = time.perf_counter()
             except (aiohttp.ClientError, OSError, TimeoutError) as err:
                 self.failures.append(repr(err))
+                self.failed_at.append(time.perf_counter())
 
     async def __aenter__(self) -> Hammer:
         self._http = session(self.clients)

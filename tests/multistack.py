@@ -13,6 +13,7 @@ that address.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from tests.stack import Proc, Stack, _logged_since_start
 
 
 class MultiStack(Stack):
-    def __init__(self, base: Path, cluster: Any) -> None:
+    def __init__(
+        self, base: Path, cluster: Any, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         self.cluster = cluster
         hub = cluster.hub_address
 
@@ -37,6 +40,7 @@ class MultiStack(Stack):
                 # nodes' tasks reach nothing of the root namespace's loopback anyway
                 "SERVICECTL_TASK_FIREWALL": "0",
                 "SERVICECTL_DEPLOY_DEADLINE": "30",
+                **(extra_env or {}),
             }
 
         super().__init__(base, env)
