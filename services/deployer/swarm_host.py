@@ -75,6 +75,18 @@ def _state_of(task: Mapping[str, Any], node_up: bool) -> tuple[ContainerState, s
     return "exited", "", ""
 
 
+def _oom_killed(state: str, exit_code: object) -> bool:
+    """Whether an ended task was killed by the kernel for its memory limit.
+
+    Swarm's task status has no OOMKilled (only the node's engine knows), so this
+    reads the exit: 137 is SIGKILL, and the platform never kills a task itself
+    (it removes the task's service, which leaves no exit to observe), so a
+    SIGKILL inside a memory limit is the OOM killer's (or someone's with a
+    shell on the node).
+    """
+    return state == "exited" and exit_code == 137
+
+
 def _published_port(task: Mapping[str, Any]) -> int | None:
     for port in (task.get("Status") or {}).get("PortStatus", {}).get("Ports") or []:
         if port.get("PublishedPort"):
@@ -153,6 +165,7 @@ class SwarmHost:
                         created_at=parse_iso(str(svc.get("CreatedAt"))),
                         host_port=_published_port(task) if state == "running" else None,
                         exit_code=int(exit_code) if exit_code is not None else None,
+                        oom_killed=_oom_killed(state, exit_code),
                         finished_at=finished,
                         address=address or "127.0.0.1",
                         log_id=str(container.get("ContainerID") or ""),

@@ -256,6 +256,28 @@ def test_a_node_lost_moves_its_tasks_to_the_others(
         mstack.cluster.link_up(victim.index)
 
 
+def test_crashes_restart_with_backoff_and_an_oom_kill_names_the_limit(
+    mstack: MultiStack, mapi: Api, mproject: str, image: str, tmp_path: Path
+) -> None:
+    deploy(mstack, mapi, "crashy", image, tmp_path, {"MODE": "crash-later", "CRASH_AFTER": "2"})
+    exited = wait_event(mapi, "crashy", "task.exited", timeout=60)
+    assert "exited with code" in exited["message"], exited
+    restarting = wait_event(mapi, "crashy", "task.restarting", timeout=30)
+    assert restarting["message"], restarting
+    wait_for(
+        lambda: "hello from" in get(url(mstack, mproject, "crashy")).text,
+        60,
+        "the restarted task serving",
+        interval=0.3,
+    )
+
+    deploy(
+        mstack, mapi, "hungry", image, tmp_path, {"MODE": "oom", "OOM_AFTER": "2"}, limit=32
+    )
+    oom = wait_event(mapi, "hungry", "task.oom_killed", timeout=60)
+    assert "more than its memory limit (32 MB)" in oom["message"], oom
+
+
 def test_a_deployer_restart_restarts_nothing(
     mstack: MultiStack, mapi: Api, image: str, tmp_path: Path
 ) -> None:
