@@ -239,6 +239,7 @@ def test_a_node_lost_moves_its_tasks_to_the_others(
     lost_at = time.monotonic()
     mstack.cluster.link_down(victim.index)
     try:
+
         def elsewhere() -> list[dict[str, Any]] | None:
             tasks = healthy(mapi, "survivor", 3, timeout=120)
             return tasks if victim.address not in {t["host"] for t in tasks} else None
@@ -271,9 +272,7 @@ def test_crashes_restart_with_backoff_and_an_oom_kill_names_the_limit(
         interval=0.3,
     )
 
-    deploy(
-        mstack, mapi, "hungry", image, tmp_path, {"MODE": "oom", "OOM_AFTER": "2"}, limit=32
-    )
+    deploy(mstack, mapi, "hungry", image, tmp_path, {"MODE": "oom", "OOM_AFTER": "2"}, limit=32)
     oom = wait_event(mapi, "hungry", "task.oom_killed", timeout=60)
     assert "more than its memory limit (32 MB)" in oom["message"], oom
 
