@@ -69,7 +69,7 @@ def _runner(part: str, imgs: Images) -> Callable[[Platform], Coroutine[Any, Any,
     if part == "logs":
         return lambda p: part_logs.run(p, imgs.get("app"))
     if part == "api":
-        return part_api.run
+        return lambda p: part_api.run(p, imgs.get("app"))
     if part == "scale":
         return lambda p: part_scale.run(p, imgs.get("app"))
     raise ValueError(f"part {part} has no single-host platform")
